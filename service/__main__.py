@@ -1,0 +1,39 @@
+"""`python -m service` / `seqserve serve`: run the server with uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from service import logs
+from service.app import create_app
+from service.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"seqserve: bad settings:\n{exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""ASGI middleware: request ids, body-size limit, latency metrics and access logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.responses import problem
+from service.metrics import Metrics
+
+log = logging.getLogger("seqserve.access")
+_UNMEASURED = {"/metrics", "/healthz", "/readyz"}
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        sent_start = False
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body:
+            status = await self._too_large(send, request_id)
+            self._record(scope, status, started, request_id)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def tagged_send(message: Message) -> None:
+            nonlocal status, sent_start
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                sent_start = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tagged_send)
+        except _BodyTooLarge:
+            if sent_start:
+                raise
+            status = await self._too_large(send, request_id)
+        finally:
+            self._record(scope, status, started, request_id)
+
+    async def _too_large(self, send: Send, request_id: str) -> int:
+        body = orjson.dumps(
+            problem(
+                413,
+                "Request too large",
+                "too-large",
+                f"the body exceeds {self.max_body} bytes",
+                max_body_bytes=self.max_body,
+            )
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return 413
+
+    def _record(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        path = scope.get("path", "")
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        if path not in _UNMEASURED:
+            self.metrics.request_seconds.labels(template, scope["method"], str(status)).observe(
+                elapsed
+            )
+        log.info(
+            "%s %s %d",
+            scope["method"],
+            path,
+            status,
+            extra={"request_id": request_id, "duration_ms": round(elapsed * 1000, 3)},
+        )

@@ -1,0 +1,58 @@
+"""Request bodies of the v1 API. Strict numbers: booleans and numeric strings are refused."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+Number = Annotated[float, Strict()]
+Timesteps = list[list[Number]]
+
+_CO2_STEPS = [[315.71], [317.45]]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(_Body):
+    inputs: list[Timesteps] = Field(
+        description="[B][T][F]: B whole sequences of T timesteps of F features, in dataset units."
+        " Sequences may differ in length.",
+        examples=[[_CO2_STEPS]],
+    )
+    version: str | None = Field(None, description="Model version; the latest when omitted.")
+    horizon: int | None = Field(
+        None, ge=1, description="Also forecast this many steps past each sequence's end."
+    )
+    return_sequences: bool = Field(
+        True, description="Outputs for every timestep (true) or only the last one (false)."
+    )
+
+
+class CreateSessionRequest(_Body):
+    model: str | None = Field(None, examples=["co2"], description="Model name.")
+    version: str | None = Field(None, description="Model version; the latest when omitted.")
+    idle_ttl_s: float | None = Field(None, gt=0, description="Expire after this long unused.")
+    ttl_s: float | None = Field(None, gt=0, description="Expire this long after creation.")
+    state: dict[str, Any] | None = Field(
+        None, description="A state document from GET /v1/sessions/{id}/state to start from."
+    )
+
+
+class StepRequest(_Body):
+    inputs: Timesteps = Field(
+        description="[T][F]: T timesteps of F features, in dataset units.",
+        examples=[_CO2_STEPS],
+    )
+    step: int | None = Field(
+        None,
+        ge=0,
+        description="The step index this request expects to start at. A mismatch is a 409; "
+        "a retry of the last applied request returns its stored answer.",
+    )
+
+
+class ForecastRequest(_Body):
+    horizon: int = Field(ge=1, examples=[13], description="Steps ahead to forecast.")

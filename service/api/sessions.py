@@ -1,0 +1,98 @@
+"""Session endpoints: create, inspect, step, forecast, reset, fork, state, delete."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service.api.arrays import steps_array
+from service.api.deps import EngineDep, OwnerDep
+from service.api.responses import FastJSON
+from service.api.schemas import CreateSessionRequest, ForecastRequest, StepRequest
+from service.state.store import Session
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def session_view(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "model": s.model,
+        "version": s.version,
+        "step": s.step,
+        "created_at": _iso(s.created_at),
+        "last_used_at": _iso(s.last_used),
+        "expires_at": _iso(s.expires_at),
+        "idle_ttl_s": s.idle_ttl_s,
+        "ttl_s": s.ttl_s,
+    }
+
+
+def _created(s: Session) -> FastJSON:
+    return FastJSON(session_view(s), status_code=201, headers={"Location": f"/v1/sessions/{s.id}"})
+
+
+@router.post("", status_code=201, summary="Create a session (optionally from a state document)")
+async def create_session(
+    body: CreateSessionRequest, engine: EngineDep, owner: OwnerDep
+) -> FastJSON:
+    session = await engine.create_session(
+        owner, body.model, body.version, body.idle_ttl_s, body.ttl_s, body.state
+    )
+    return _created(session)
+
+
+@router.get("", summary="List the caller's sessions")
+async def list_sessions(engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    sessions = await engine.list_sessions(owner)
+    return FastJSON({"sessions": [session_view(s) for s in sessions]})
+
+
+@router.get("/{session_id}", summary="Get a session")
+async def get_session(session_id: str, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    return FastJSON(session_view(await engine.get_session(session_id, owner)))
+
+
+@router.post("/{session_id}/steps", summary="Feed timesteps; get their outputs")
+async def step(session_id: str, body: StepRequest, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    raw = steps_array(body.inputs)
+    result = await engine.step(session_id, owner, raw, body.step)
+    headers = {"Seqserve-Replayed": "true"} if result.replayed else None
+    content = {"outputs": result.outputs, "step": result.step, "replayed": result.replayed}
+    return FastJSON(content, headers=headers)
+
+
+@router.post("/{session_id}/forecast", summary="Forecast N steps ahead; the state is unchanged")
+async def forecast(
+    session_id: str, body: ForecastRequest, engine: EngineDep, owner: OwnerDep
+) -> FastJSON:
+    values, step = await engine.forecast(session_id, owner, body.horizon)
+    return FastJSON({"forecast": values, "step": step})
+
+
+@router.post("/{session_id}/reset", summary="Reset the state to zero and the step to 0")
+async def reset(session_id: str, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    return FastJSON(session_view(await engine.reset(session_id, owner)))
+
+
+@router.post("/{session_id}/fork", status_code=201, summary="Copy a session into a new one")
+async def fork(session_id: str, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    return _created(await engine.fork(session_id, owner))
+
+
+@router.get("/{session_id}/state", summary="Export the portable state document")
+async def export_state(session_id: str, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    return FastJSON(await engine.export_state(session_id, owner))
+
+
+@router.delete("/{session_id}", status_code=204, summary="Delete a session")
+async def delete(session_id: str, engine: EngineDep, owner: OwnerDep) -> Response:
+    await engine.delete(session_id, owner)
+    return Response(status_code=204)

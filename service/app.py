@@ -1,0 +1,102 @@
+"""The app factory: `create_app(settings)`; nothing is loaded at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+
+from service.api import health, models, problems, sessions
+from service.api.deps import KeyRing
+from service.api.middleware import RequestContext
+from service.engine import Engine
+from service.errors import ModelLoadError
+from service.metrics import Metrics
+from service.repository.registry import Registry
+from service.settings import Settings
+from service.state.memory import MemoryStateStore
+
+log = logging.getLogger("seqserve")
+
+DESCRIPTION = """Stateful streaming inference for recurrent sequence models on ONNX Runtime.
+
+A session keeps a stream's recurrent state on the server: send one or a few timesteps per
+request. Errors are RFC 9457 problem details. With API keys configured, send `X-API-Key`.
+"""
+
+
+def build_engine(settings: Settings, metrics: Metrics) -> Engine:
+    registry = Registry.scan(settings.model_repository, settings.ort_threads)
+    limits, lifetimes = settings.limits, settings.sessions
+    store = MemoryStateStore(
+        max_sessions=limits.max_sessions,
+        max_state_bytes=limits.max_state_bytes,
+        retry_after_s=limits.retry_after_s,
+        tombstone_ttl_s=lifetimes.tombstone_ttl_s,
+        evict_idle_s=lifetimes.evict_idle_s,
+        on_expired=metrics.sessions_expired.inc,
+        on_evicted=metrics.sessions_evicted.inc,
+    )
+    metrics.watch_store(store.stats)
+    return Engine(settings, registry, store, metrics)
+
+
+async def _sweep(engine: Engine, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await engine.store.sweep()
+        except Exception:  # keep sweeping whatever one pass hit
+            log.exception("session sweep failed")
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+    metrics = Metrics(registry or CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            engine = build_engine(settings, metrics)
+        except ModelLoadError as exc:
+            log.error("cannot load the model repository: %s", exc)
+            raise
+        app.state.engine = engine
+        app.state.draining = False
+        sweeper = asyncio.create_task(_sweep(engine, settings.sessions.sweep_interval_s))
+        log.info("ready", extra={"models": engine.registry.names()})
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            engine.close()
+
+    app = FastAPI(
+        title="seqserve",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.keys = KeyRing(settings.api_keys())
+    problems.install(app)
+    for router in (health.router, models.router, sessions.router):
+        app.include_router(router)
+    if settings.security.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.security.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(
+        RequestContext, metrics=metrics, max_body_bytes=settings.limits.max_body_bytes
+    )
+    return app

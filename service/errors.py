@@ -1,0 +1,75 @@
+"""Domain errors. Each carries its HTTP status; adapters turn them into their wire format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SeqServeError(Exception):
+    """Base class: `status`, a short `title`, a problem `slug`, and fields that help a fix."""
+
+    status = 500
+    title = "Internal error"
+    slug = "internal"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+class BadInput(SeqServeError):
+    status, title, slug = 422, "Invalid input", "invalid-input"
+
+
+class MalformedRequest(SeqServeError):
+    status, title, slug = 400, "Malformed request", "malformed-request"
+
+
+class Unauthorized(SeqServeError):
+    status, title, slug = 401, "Missing or invalid API key", "unauthorized"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["WWW-Authenticate"] = "ApiKey"
+
+
+class NotFound(SeqServeError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class StepConflict(SeqServeError):
+    status, title, slug = 409, "Step index conflict", "step-conflict"
+
+
+class Conflict(SeqServeError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class Gone(SeqServeError):
+    status, title, slug = 410, "Session gone", "session-gone"
+
+
+class TooLarge(SeqServeError):
+    status, title, slug = 413, "Request too large", "too-large"
+
+
+class Overloaded(SeqServeError):
+    status, title, slug = 429, "Capacity reached", "capacity"
+
+    def __init__(self, detail: str, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class Unavailable(SeqServeError):
+    status, title, slug = 503, "Service unavailable", "unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class ModelLoadError(Exception):
+    """A model directory that breaks the contract; the message says what disagreed."""

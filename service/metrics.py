@@ -1,0 +1,70 @@
+"""Prometheus metrics on an injected registry (each app and each test gets its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+_ORT_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin series for each counter
+        self.registry = registry
+        self.request_seconds = Histogram(
+            "seqserve_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ort_seconds = Histogram(
+            "seqserve_ort_run_seconds",
+            "Time in ONNX Runtime per call.",
+            ["model", "version"],
+            buckets=_ORT_BUCKETS,
+            registry=registry,
+        )
+        self.ort_batch = Histogram(
+            "seqserve_ort_batch_size",
+            "Sequences per ONNX Runtime call.",
+            ["model", "version"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=registry,
+        )
+        self.sessions_created = Counter(
+            "seqserve_sessions_created_total", "Sessions created.", registry=registry
+        )
+        self.sessions_expired = Counter(
+            "seqserve_sessions_expired_total", "Sessions expired by a TTL.", registry=registry
+        )
+        self.sessions_evicted = Counter(
+            "seqserve_sessions_evicted_total",
+            "Idle sessions evicted to admit new ones.",
+            registry=registry,
+        )
+        self.sessions_deleted = Counter(
+            "seqserve_sessions_deleted_total", "Sessions deleted by clients.", registry=registry
+        )
+        self.steps = Counter(
+            "seqserve_steps_total", "Timesteps applied to sessions.", ["model"], registry=registry
+        )
+        self.replays = Counter(
+            "seqserve_step_replays_total",
+            "Retried step requests answered from the stored response.",
+            registry=registry,
+        )
+        self.sessions_active = Gauge(
+            "seqserve_sessions_active", "Live sessions in this process's store.", registry=registry
+        )
+        self.state_bytes = Gauge(
+            "seqserve_state_bytes", "Bytes of recurrent state held.", registry=registry
+        )
+
+    def watch_store(self, stats: Callable[[], tuple[int, int]]) -> None:
+        """Read the gauges from the store at scrape time."""
+        self.sessions_active.set_function(lambda: stats()[0])
+        self.state_bytes.set_function(lambda: stats()[1])

@@ -1,0 +1,116 @@
+"""The model manifest (`model.json`): the contract between training and serving.
+
+A model directory `<repository>/<name>/<version>/` holds `model.onnx` and this manifest. The
+manifest names the ONNX graph's inputs and outputs and their roles, how raw feature values are
+preprocessed before the model sees them, what the outputs mean, and how an output feeds back
+as the next input (which makes autoregressive forecasts possible).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MANIFEST_FORMAT: Literal["seqserve.manifest/v1"] = "seqserve.manifest/v1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """A graph input or output: batch-first `[B, T, N]` data, or `[L, B, H]` state."""
+
+    name: str
+    dtype: Literal["float32"] = "float32"
+    shape: list[int | str] = Field(description="Static dims as ints, dynamic dims as names.")
+
+
+class StatePair(_Strict):
+    """A recurrent state tensor: fed in as `input`, returned updated as `output`."""
+
+    input: str = Field(examples=["h0"])
+    output: str = Field(examples=["hn"])
+    layers: int = Field(ge=1)
+    size: int = Field(ge=1, description="Hidden size of one layer.")
+
+
+class Feature(_Strict):
+    """One input feature and its preprocessing: model_x = (diff?(raw) - mean) / std."""
+
+    name: str
+    unit: str = ""
+    difference: bool = Field(
+        False, description="Feed the first difference x[t] - x[t-1] instead of x[t]."
+    )
+    mean: float = 0.0
+    std: float = Field(1.0, gt=0.0)
+
+
+class Output(_Strict):
+    """One output channel. With `feature` set, it predicts that input feature's next value."""
+
+    name: str
+    feature: int | None = Field(
+        None,
+        ge=0,
+        description="Index of the input feature this output predicts at t+1, in that feature's "
+        "preprocessed space; the server inverts the scaling (and differencing) for clients.",
+    )
+
+
+class Signature(_Strict):
+    data_input: TensorSpec
+    data_output: TensorSpec
+    state: list[StatePair] = Field(min_length=1)
+
+
+class Manifest(_Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    format: Literal["seqserve.manifest/v1"] = MANIFEST_FORMAT
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    version: str = Field(pattern=r"^[0-9]{1,9}$")
+    description: str = ""
+    cell: Literal["lstm", "gru"]
+    onnx_file: str = "model.onnx"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    opset: int = Field(ge=17)
+    signature: Signature
+    features: list[Feature] = Field(min_length=1)
+    outputs: list[Output] = Field(min_length=1)
+    output_kind: Literal["regression", "class_probabilities", "next_token_logits"] = "regression"
+    training: dict[str, object] = Field(default_factory=dict)
+    metrics: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        n_feat = self.signature.data_input.shape[-1]
+        if n_feat != len(self.features):
+            raise ValueError(f"data_input has {n_feat} features but {len(self.features)} listed")
+        n_out = self.signature.data_output.shape[-1]
+        if n_out != len(self.outputs):
+            raise ValueError(f"data_output has {n_out} channels but {len(self.outputs)} listed")
+        for out in self.outputs:
+            if out.feature is not None and out.feature >= len(self.features):
+                raise ValueError(f"output {out.name!r} maps to missing feature {out.feature}")
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def forecastable(self) -> bool:
+        """True when every input feature is predicted by some output (autoregression works)."""
+        targets = {o.feature for o in self.outputs if o.feature is not None}
+        return self.output_kind == "regression" and targets == set(range(self.n_features))
+
+    @property
+    def differenced(self) -> bool:
+        return any(f.difference for f in self.features)

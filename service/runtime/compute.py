@@ -1,0 +1,39 @@
+"""Synchronous model math on batches of sessions; runs in the ONNX Runtime thread pool."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.repository.registry import LoadedModel
+from service.state.store import StateRows
+
+Array = np.ndarray
+
+
+def advance(
+    model: LoadedModel, raw: Array, state: StateRows, has_prev: Array
+) -> tuple[Array, StateRows]:
+    """Feed raw inputs [B,T,F] from `state` -> (decoded outputs [B,T,O] float64, new state)."""
+    x = model.transform.encode(raw, state.prev_x, has_prev)
+    feeds = [np.ascontiguousarray(t.transpose(1, 0, 2)) for t in state.tensors]
+    y, new = model.runtime.run(x, feeds)
+    out = model.transform.decode(y, raw)
+    tensors = [np.ascontiguousarray(t.transpose(1, 0, 2)) for t in new]
+    return out, StateRows(tensors, raw[:, -1].copy(), out[:, -1].copy())
+
+
+def rollout(model: LoadedModel, state: StateRows, horizon: int) -> Array:
+    """Autoregressive forecast [B, horizon, O] from a state whose last output is known.
+
+    Row k is the prediction for the (k+1)-th step after the state's last input: row 0 is the
+    stored last output, each further row feeds the previous prediction back as input.
+    """
+    batch = state.last_y.shape[0]
+    forecast = np.empty((batch, horizon, state.last_y.shape[1]), np.float64)
+    forecast[:, 0] = state.last_y
+    has_prev = np.ones(batch, dtype=bool)
+    for k in range(1, horizon):
+        raw = model.transform.feedback(forecast[:, k - 1])[:, None, :]
+        out, state = advance(model, raw, state, has_prev)
+        forecast[:, k] = out[:, 0]
+    return forecast

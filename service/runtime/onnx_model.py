@@ -1,0 +1,118 @@
+"""One loaded model version: an ONNX Runtime session checked against its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pydantic import ValidationError
+
+from service.errors import ModelLoadError
+from service.repository.manifest import Manifest, TensorSpec
+
+Array = np.ndarray
+
+_ORT_TYPES = {"float32": "tensor(float)"}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_tensor(kind: str, spec: TensorSpec, node: ort.NodeArg) -> None:
+    if node.type != _ORT_TYPES[spec.dtype]:
+        raise ModelLoadError(f"{kind} {spec.name!r}: manifest says {spec.dtype}, graph {node.type}")
+    if len(node.shape) != len(spec.shape):
+        raise ModelLoadError(
+            f"{kind} {spec.name!r}: manifest rank {len(spec.shape)}, graph rank {len(node.shape)}"
+        )
+    for i, (want, got) in enumerate(zip(spec.shape, node.shape, strict=True)):
+        if isinstance(want, int) and isinstance(got, int) and want != got:
+            raise ModelLoadError(
+                f"{kind} {spec.name!r} dim {i}: manifest says {want}, graph says {got}"
+            )
+
+
+class OnnxModel:
+    """Runs `(x, *states) -> (y, *new_states)`; safe to call from several threads."""
+
+    def __init__(self, directory: Path, manifest: Manifest, session: ort.InferenceSession) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._session = session
+        sig = manifest.signature
+        self._inputs = [sig.data_input.name] + [p.input for p in sig.state]
+        self._outputs = [sig.data_output.name] + [p.output for p in sig.state]
+        self.state_shapes = [(p.layers, p.size) for p in sig.state]
+        self.state_nbytes = sum(4 * layers * size for layers, size in self.state_shapes)
+        self.observe: Callable[[float, int], None] = lambda seconds, batch: None
+
+    @classmethod
+    def load(cls, directory: Path, threads: int = 1) -> OnnxModel:
+        manifest_path = directory / "model.json"
+        try:
+            manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"{directory}: no model.json") from exc
+        except ValidationError as exc:
+            raise ModelLoadError(f"{manifest_path}: invalid manifest: {exc}") from exc
+        if directory.name != manifest.version or directory.parent.name != manifest.name:
+            raise ModelLoadError(
+                f"{directory}: folder says {directory.parent.name}/{directory.name} but the "
+                f"manifest says {manifest.name}/{manifest.version}"
+            )
+        onnx_path = directory / manifest.onnx_file
+        if not onnx_path.is_file():
+            raise ModelLoadError(f"{directory}: {manifest.onnx_file} is missing")
+        actual = _sha256(onnx_path)
+        if actual != manifest.sha256:
+            raise ModelLoadError(
+                f"{onnx_path}: SHA-256 {actual} disagrees with the manifest's {manifest.sha256}"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                str(onnx_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises several unrelated types for a bad file
+            raise ModelLoadError(f"{onnx_path}: ONNX Runtime cannot load it: {exc}") from exc
+        cls._check_signature(manifest, session)
+        return cls(directory, manifest, session)
+
+    @staticmethod
+    def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
+        graph_in = {n.name: n for n in session.get_inputs()}
+        graph_out = {n.name: n for n in session.get_outputs()}
+        sig = manifest.signature
+        want_in = {sig.data_input.name: sig.data_input}
+        want_out = {sig.data_output.name: sig.data_output}
+        for pair in sig.state:
+            shape: list[int | str] = [pair.layers, "batch", pair.size]
+            want_in[pair.input] = TensorSpec(name=pair.input, shape=shape)
+            want_out[pair.output] = TensorSpec(name=pair.output, shape=shape)
+        for kind, want, got in (("input", want_in, graph_in), ("output", want_out, graph_out)):
+            if set(want) != set(got):
+                raise ModelLoadError(
+                    f"graph {kind}s {sorted(got)} disagree with the manifest's {sorted(want)}"
+                )
+            for name, spec in want.items():
+                _check_tensor(kind, spec, got[name])
+
+    def run(self, x: Array, states: list[Array]) -> tuple[Array, list[Array]]:
+        """x: float32 [B, T, F]; states: float32 [L, B, H] each, in manifest order."""
+        feeds = dict(zip(self._inputs, [x, *states], strict=True))
+        started = time.perf_counter()
+        y, *new_states = self._session.run(self._outputs, feeds)
+        self.observe(time.perf_counter() - started, x.shape[0])
+        return y, new_states

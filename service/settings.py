@@ -1,0 +1,118 @@
+"""Server configuration: environment variables with the `SEQSERVE_` prefix.
+
+Nested groups use a double underscore, e.g. `SEQSERVE_LIMITS__MAX_SESSIONS=1000`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REPOSITORY = Path(__file__).parent / "model_repository"
+
+
+class SessionSettings(BaseModel):
+    idle_ttl_s: float = Field(900.0, gt=0)
+    """Default idle TTL: a session not stepped for this long expires (410)."""
+    ttl_s: float = Field(86400.0, gt=0)
+    """Default absolute TTL: a session expires this long after creation, however busy."""
+    max_idle_ttl_s: float = Field(7 * 86400.0, gt=0)
+    """Largest idle TTL a client may ask for."""
+    max_ttl_s: float = Field(30 * 86400.0, gt=0)
+    """Largest absolute TTL a client may ask for."""
+    sweep_interval_s: float = Field(5.0, gt=0)
+    """How often expired sessions are swept out of memory."""
+    tombstone_ttl_s: float = Field(3600.0, ge=0)
+    """How long an expired or evicted session id keeps answering 410 instead of 404."""
+    evict_idle_s: float = Field(0.0, ge=0)
+    """At a cap, evict the least recently used session idle this long (0: never evict)."""
+
+
+class LimitSettings(BaseModel):
+    max_sessions: int = Field(100_000, ge=1)
+    """Cap on live sessions; creating more answers 429 with Retry-After."""
+    max_state_bytes: int = Field(1 << 30, ge=1)
+    """Cap on the bytes of recurrent state held for all sessions together."""
+    max_body_bytes: int = Field(4 << 20, ge=1024)
+    """Largest request body accepted (413 beyond it)."""
+    max_steps_per_request: int = Field(4096, ge=1)
+    """Most timesteps one session step request may carry."""
+    max_batch: int = Field(256, ge=1)
+    """Most sequences in one stateless predict request."""
+    max_predict_steps: int = Field(100_000, ge=1)
+    """Most timesteps (batch x time) in one stateless predict request."""
+    max_horizon: int = Field(10_000, ge=1)
+    """Largest forecast horizon."""
+    retry_after_s: int = Field(5, ge=1)
+    """Retry-After value sent with 429 and 503 answers."""
+
+
+class SecuritySettings(BaseModel):
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    """API keys accepted in `X-API-Key` (a JSON list in the environment). Empty: no auth."""
+    api_keys_file: Path | None = None
+    """File with one API key a line (a mounted secret); added to `api_keys`."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed by CORS. Empty (the default) turns CORS off."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEQSERVE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    model_repository: Path = DEFAULT_REPOSITORY
+    """Model repository: `<repo>/<model>/<version>/{model.onnx,model.json}`."""
+    host: str = "127.0.0.1"
+    """Interface `seqserve serve` binds to."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port `seqserve serve` listens on (0 picks a free one)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level."""
+    log_json: bool = True
+    """One JSON object per log line (production); false for plain text."""
+    ort_threads: int = Field(1, ge=1)
+    """Intra-op threads per ONNX Runtime session."""
+    ort_pool_size: int = Field(2, ge=1)
+    """Threads running ONNX Runtime calls (never the event loop)."""
+    sessions: SessionSettings = SessionSettings()
+    """Session lifetimes."""
+    limits: LimitSettings = LimitSettings()
+    """Admission caps and request limits."""
+    security: SecuritySettings = SecuritySettings()
+    """API keys and CORS."""
+
+    @field_validator("model_repository")
+    @classmethod
+    def _repository_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(
+                f"model repository {str(value)!r} is not a directory; set "
+                "SEQSERVE_MODEL_REPOSITORY to a folder laid out as <model>/<version>/model.onnx"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ttls_within_caps(self) -> Settings:
+        s = self.sessions
+        if s.idle_ttl_s > s.max_idle_ttl_s or s.ttl_s > s.max_ttl_s:
+            raise ValueError(
+                "default TTLs exceed their caps: raise SEQSERVE_SESSIONS__MAX_IDLE_TTL_S / "
+                "SEQSERVE_SESSIONS__MAX_TTL_S or lower the defaults"
+            )
+        if self.security.api_keys_file is not None and not self.security.api_keys_file.is_file():
+            raise ValueError(
+                f"SEQSERVE_SECURITY__API_KEYS_FILE={self.security.api_keys_file} is not a file"
+            )
+        return self
+
+    def api_keys(self) -> list[str]:
+        """All configured keys: inline ones plus those in the secret file."""
+        keys = [k.get_secret_value() for k in self.security.api_keys]
+        if self.security.api_keys_file is not None:
+            lines = self.security.api_keys_file.read_text().splitlines()
+            keys += [line.strip() for line in lines if line.strip()]
+        return keys
