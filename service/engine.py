@@ -20,7 +20,7 @@ from service.metrics import Metrics
 from service.repository.registry import LoadedModel, Registry
 from service.runtime.compute import advance, rollout
 from service.settings import Settings
-from service.state.codec import decode_state, encode_state
+from service.state.codec import decode_state, encode_state, state_target
 from service.state.store import Replay, Session, StateStore
 
 Array = np.ndarray
@@ -131,10 +131,11 @@ class Engine:
         state: dict[str, Any] | None = None,
     ) -> Session:
         if state is not None:
-            for key, given in (("model", model), ("version", version)):
-                if given is not None and state.get(key) != given:
-                    raise BadInput(f"state is for {key} {state.get(key)!r}, not {given!r}")
-            model, version = str(state.get("model")), str(state.get("version"))
+            target = state_target(state)
+            for key, given, found in zip(("model", "version"), (model, version), target):
+                if given is not None and found != given:
+                    raise BadInput(f"state is for {key} {found!r}, not {given!r}")
+            model, version = target
         if model is None:
             raise BadInput("give a model (or a state document)")
         loaded = self.registry.get(model, version)

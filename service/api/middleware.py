@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.responses import problem
@@ -19,8 +20,17 @@ _UNMEASURED = {"/metrics", "/healthz", "/readyz"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes the limit (FastAPI re-raises it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body exceeds {limit} bytes")
+        self.limit = limit
+
+
+def too_large(limit: int) -> dict[str, Any]:
+    detail = f"the body exceeds {limit} bytes"
+    return problem(413, "Request too large", "too-large", detail, max_body_bytes=limit)
 
 
 class RequestContext:
@@ -56,7 +66,7 @@ class RequestContext:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge(self.max_body)
             return message
 
         async def tagged_send(message: Message) -> None:
@@ -72,7 +82,7 @@ class RequestContext:
 
         try:
             await self.app(scope, limited_receive, tagged_send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if sent_start:
                 raise
             status = await self._too_large(send, request_id)
@@ -80,15 +90,7 @@ class RequestContext:
             self._record(scope, status, started, request_id)
 
     async def _too_large(self, send: Send, request_id: str) -> int:
-        body = orjson.dumps(
-            problem(
-                413,
-                "Request too large",
-                "too-large",
-                f"the body exceeds {self.max_body} bytes",
-                max_body_bytes=self.max_body,
-            )
-        )
+        body = orjson.dumps(too_large(self.max_body))
         await send(
             {
                 "type": "http.response.start",

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from service.api.middleware import BodyTooLarge, too_large
 from service.api.responses import Problem, problem, problem_response
 from service.errors import SeqServeError
 
@@ -36,6 +37,8 @@ async def _validation(request: Request, exc: Exception) -> Response:
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc, BodyTooLarge):
+        return Problem(too_large(exc.limit), status_code=413, headers={"Connection": "close"})
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     body = problem(exc.status_code, str(exc.detail), slug, str(exc.detail))
     return Problem(body, status_code=exc.status_code, headers=exc.headers)

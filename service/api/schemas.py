@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 Number = Annotated[float, Strict()]
+Integer = Annotated[int, Strict()]
 Timesteps = list[list[Number]]
 
 _CO2_STEPS = [[315.71], [317.45]]
@@ -23,10 +24,10 @@ class PredictRequest(_Body):
         examples=[[_CO2_STEPS]],
     )
     version: str | None = Field(None, description="Model version; the latest when omitted.")
-    horizon: int | None = Field(
+    horizon: Integer | None = Field(
         None, ge=1, description="Also forecast this many steps past each sequence's end."
     )
-    return_sequences: bool = Field(
+    return_sequences: Annotated[bool, Strict()] = Field(
         True, description="Outputs for every timestep (true) or only the last one (false)."
     )
 
@@ -34,8 +35,8 @@ class PredictRequest(_Body):
 class CreateSessionRequest(_Body):
     model: str | None = Field(None, examples=["co2"], description="Model name.")
     version: str | None = Field(None, description="Model version; the latest when omitted.")
-    idle_ttl_s: float | None = Field(None, gt=0, description="Expire after this long unused.")
-    ttl_s: float | None = Field(None, gt=0, description="Expire this long after creation.")
+    idle_ttl_s: Number | None = Field(None, gt=0, description="Expire after this long unused.")
+    ttl_s: Number | None = Field(None, gt=0, description="Expire this long after creation.")
     state: dict[str, Any] | None = Field(
         None, description="A state document from GET /v1/sessions/{id}/state to start from."
     )
@@ -46,7 +47,7 @@ class StepRequest(_Body):
         description="[T][F]: T timesteps of F features, in dataset units.",
         examples=[_CO2_STEPS],
     )
-    step: int | None = Field(
+    step: Integer | None = Field(
         None,
         ge=0,
         description="The step index this request expects to start at. A mismatch is a 409; "
@@ -55,4 +56,4 @@ class StepRequest(_Body):
 
 
 class ForecastRequest(_Body):
-    horizon: int = Field(ge=1, examples=[13], description="Steps ahead to forecast.")
+    horizon: Integer = Field(ge=1, examples=[13], description="Steps ahead to forecast.")

@@ -59,6 +59,16 @@ def _floats(doc: dict[str, Any], key: str, n: int) -> np.ndarray:
     return arr[None, :]
 
 
+def state_target(doc: dict[str, Any]) -> tuple[str, str]:
+    """The (model, version) a state document belongs to."""
+    model, version = doc.get("model"), doc.get("version")
+    if doc.get("format") != STATE_FORMAT or not isinstance(model, str):
+        raise BadInput(f"state must be a {STATE_FORMAT!r} document naming its model")
+    if not isinstance(version, str):
+        raise BadInput("state.version must be a string")
+    return model, version
+
+
 def decode_state(doc: dict[str, Any], names: list[str], layout: Layout) -> tuple[int, StateRows]:
     """Validate a state document against a model version's layout -> (step, state)."""
     if doc.get("format") != STATE_FORMAT:

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+pytestmark = pytest.mark.service
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(repo: Path) -> Iterator[MakeClient]:
+    """Apps on the test repository, with settings overrides; lifespans run for real."""
+    opened: list[TestClient] = []
+
+    def make(repository: Path | None = None, **overrides: Any) -> TestClient:
+        settings = Settings(model_repository=repository or repo, **overrides)
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()
+
+
+def new_session(client: TestClient, model: str = "diffed", **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/sessions", json={"model": model, **body})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def step(client: TestClient, sid: str, inputs: Any, **body: Any) -> Any:
+    return client.post(f"/v1/sessions/{sid}/steps", json={"inputs": inputs, **body})
+
+
+def co2_like(n: int, seed: int = 0) -> np.ndarray:
+    """A CO2-shaped series [n, 1]: trend + season + noise, in ppm."""
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    return (315 + 0.03 * t + 3 * np.sin(2 * np.pi * t / 52) + rng.normal(0, 0.3, n))[:, None]

@@ -1,0 +1,57 @@
+"""API keys: required when configured, compared in constant time, sessions bound to their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import MakeClient
+
+A = {"X-API-Key": "key-a"}
+B = {"X-API-Key": "key-b"}
+
+
+def _keyed(make_client: MakeClient, tmp_path: Path) -> TestClient:
+    secret = tmp_path / "keys"
+    secret.write_text("key-b\n\n")
+    return make_client(security={"api_keys": ["key-a"], "api_keys_file": secret})
+
+
+def test_missing_or_wrong_key_is_401(make_client: MakeClient, tmp_path: Path) -> None:
+    client = _keyed(make_client, tmp_path)
+    for headers in ({}, {"X-API-Key": "nope"}):
+        r = client.get("/v1/models", headers=headers)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "ApiKey"
+        assert r.json()["type"].endswith("/unauthorized")
+    assert client.get("/v1/models", headers=A).status_code == 200
+    assert client.get("/healthz").status_code == 200  # probes need no key
+    assert client.get("/readyz").status_code == 200
+
+
+def test_sessions_are_visible_only_to_their_key(make_client: MakeClient, tmp_path: Path) -> None:
+    client = _keyed(make_client, tmp_path)
+    sid = client.post("/v1/sessions", json={"model": "diffed"}, headers=A).json()["id"]
+    mine = client.post("/v1/sessions", json={"model": "diffed"}, headers=B).json()["id"]
+    for method, path, body in (
+        ("GET", "", None),
+        ("POST", "/steps", {"inputs": [[1.0]]}),
+        ("POST", "/forecast", {"horizon": 2}),
+        ("POST", "/reset", None),
+        ("POST", "/fork", None),
+        ("GET", "/state", None),
+        ("DELETE", "", None),
+    ):
+        r = client.request(method, f"/v1/sessions/{sid}{path}", json=body, headers=B)
+        assert r.status_code == 404, (method, path, r.status_code)
+    assert [s["id"] for s in client.get("/v1/sessions", headers=B).json()["sessions"]] == [mine]
+    assert [s["id"] for s in client.get("/v1/sessions", headers=A).json()["sessions"]] == [sid]
+    assert client.get(f"/v1/sessions/{sid}", headers=A).json()["step"] == 0
+
+
+def test_owner_is_a_digest_not_the_key(make_client: MakeClient, tmp_path: Path) -> None:
+    client = _keyed(make_client, tmp_path)
+    sid = client.post("/v1/sessions", json={"model": "diffed"}, headers=A).json()["id"]
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    owner = engine.store._sessions[sid].owner
+    assert owner and "key-a" not in owner and len(owner) == 32

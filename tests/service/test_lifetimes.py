@@ -1,0 +1,90 @@
+"""TTLs (410 vs 404), admission caps (429 + Retry-After) and idle eviction."""
+
+from __future__ import annotations
+
+import time
+
+from tests.service.conftest import MakeClient, new_session, step
+
+
+def _wait_until_past(seconds: float) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.02)
+
+
+def test_idle_ttl_expires_to_410_and_is_counted(make_client: MakeClient) -> None:
+    client = make_client()
+    sid = new_session(client, idle_ttl_s=0.3)["id"]
+    other = new_session(client)["id"]
+    _wait_until_past(0.35)
+    for method, path in (("GET", ""), ("POST", "/steps"), ("DELETE", "")):
+        body = {"inputs": [[1.0]]} if method == "POST" else None
+        r = client.request(method, f"/v1/sessions/{sid}{path}", json=body)
+        assert r.status_code == 410, (method, path, r.text)
+        assert r.json()["reason"] == "expired"
+    assert client.get("/v1/sessions/never-existed").status_code == 404
+    assert client.get(f"/v1/sessions/{other}").status_code == 200
+    assert "seqserve_sessions_expired_total 1.0" in client.get("/metrics").text
+
+
+def test_activity_refreshes_idle_ttl_but_not_absolute_ttl(make_client: MakeClient) -> None:
+    client = make_client()
+    sid = new_session(client, idle_ttl_s=0.4, ttl_s=0.9)["id"]
+    for _ in range(3):
+        _wait_until_past(0.25)
+        assert step(client, sid, [[1.0]]).status_code == 200
+    _wait_until_past(0.25)
+    assert client.get(f"/v1/sessions/{sid}").status_code == 410
+
+
+def test_sweeper_removes_expired_sessions(make_client: MakeClient) -> None:
+    client = make_client(sessions={"sweep_interval_s": 0.05})
+    new_session(client, idle_ttl_s=0.1)
+    _wait_until_past(0.4)
+    assert client.get("/v1/sessions").json()["sessions"] == []
+    assert "seqserve_sessions_active 0.0" in client.get("/metrics").text
+
+
+def test_ttl_requests_beyond_caps_are_refused(make_client: MakeClient) -> None:
+    client = make_client(sessions={"max_idle_ttl_s": 60, "idle_ttl_s": 30})
+    r = client.post("/v1/sessions", json={"model": "diffed", "idle_ttl_s": 61})
+    assert r.status_code == 422 and r.json()["max_idle_ttl_s"] == 60
+
+
+def test_session_cap_answers_429_with_retry_after(make_client: MakeClient) -> None:
+    client = make_client(limits={"max_sessions": 2, "retry_after_s": 7})
+    first = new_session(client)["id"]
+    new_session(client)
+    r = client.post("/v1/sessions", json={"model": "diffed"})
+    assert r.status_code == 429 and r.headers["retry-after"] == "7"
+    assert r.json()["max_sessions"] == 2
+    # the live sessions are untouched and a delete frees a place
+    assert step(client, first, [[1.0]]).status_code == 200
+    client.delete(f"/v1/sessions/{first}")
+    assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 201
+
+
+def test_state_bytes_cap(make_client: MakeClient) -> None:
+    client = make_client()
+    nbytes = client.get("/v1/models/diffed").json()["state_bytes"]
+    capped = make_client(limits={"max_state_bytes": 3 * nbytes})
+    for _ in range(3):
+        new_session(capped)
+    assert capped.post("/v1/sessions", json={"model": "diffed"}).status_code == 429
+    assert f"seqserve_state_bytes {3.0 * nbytes}" in capped.get("/metrics").text
+
+
+def test_idle_eviction_at_the_cap_takes_the_least_recently_used(make_client: MakeClient) -> None:
+    client = make_client(limits={"max_sessions": 2}, sessions={"evict_idle_s": 0.2})
+    old = new_session(client)["id"]
+    busy = new_session(client)["id"]
+    _wait_until_past(0.25)
+    step(client, busy, [[1.0]])  # busy is recent; old has idled past evict_idle_s
+    assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 201
+    r = client.get(f"/v1/sessions/{old}")
+    assert r.status_code == 410 and r.json()["reason"] == "evicted"
+    assert client.get(f"/v1/sessions/{busy}").status_code == 200
+    # nobody else idles long enough: a live stream is never evicted silently
+    assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 429
+    assert "seqserve_sessions_evicted_total 1.0" in client.get("/metrics").text
