@@ -132,7 +132,9 @@ class Engine:
     ) -> Session:
         if state is not None:
             target = state_target(state)
-            for key, given, found in zip(("model", "version"), (model, version), target):
+            for key, given, found in zip(
+                ("model", "version"), (model, version), target, strict=False
+            ):
                 if given is not None and found != given:
                     raise BadInput(f"state is for {key} {found!r}, not {given!r}")
             model, version = target

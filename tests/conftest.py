@@ -55,4 +55,4 @@ def shipped_repo() -> Path:
 def repo_copy(repo: Path, tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "repo"
     shutil.copytree(repo, target)
-    yield target
+    return target

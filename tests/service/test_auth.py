@@ -22,7 +22,8 @@ def test_missing_or_wrong_key_is_401(make_client: MakeClient, tmp_path: Path) ->
     client = _keyed(make_client, tmp_path)
     for headers in ({}, {"X-API-Key": "nope"}):
         r = client.get("/v1/models", headers=headers)
-        assert r.status_code == 401 and r.headers["www-authenticate"] == "ApiKey"
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "ApiKey"
         assert r.json()["type"].endswith("/unauthorized")
     assert client.get("/v1/models", headers=A).status_code == 200
     assert client.get("/healthz").status_code == 200  # probes need no key
@@ -54,4 +55,6 @@ def test_owner_is_a_digest_not_the_key(make_client: MakeClient, tmp_path: Path) 
     sid = client.post("/v1/sessions", json={"model": "diffed"}, headers=A).json()["id"]
     engine = client.app.state.engine  # type: ignore[attr-defined]
     owner = engine.store._sessions[sid].owner
-    assert owner and "key-a" not in owner and len(owner) == 32
+    assert owner
+    assert "key-a" not in owner
+    assert len(owner) == 32

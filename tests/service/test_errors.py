@@ -37,7 +37,8 @@ def test_bad_step_bodies(client: TestClient, body: Any, status: int, needle: str
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
-    assert {"type", "title", "status", "detail"} <= set(problem) and problem["status"] == status
+    assert {"type", "title", "status", "detail"} <= set(problem)
+    assert problem["status"] == status
     assert needle in r.text
     assert client.get(f"/v1/sessions/{sid}/state").json() == before
 
@@ -49,7 +50,8 @@ def test_non_finite_numbers_are_refused(client: TestClient, literal: bytes) -> N
     r = client.post(
         f"/v1/sessions/{sid}/steps", content=body, headers={"content-type": "application/json"}
     )
-    assert r.status_code == 422 and "NaN or Infinity" in r.json()["detail"]
+    assert r.status_code == 422
+    assert "NaN or Infinity" in r.json()["detail"]
     assert client.get(f"/v1/sessions/{sid}").json()["step"] == 0
 
 
@@ -58,14 +60,16 @@ def test_malformed_json_is_400(client: TestClient) -> None:
     r = client.post(
         f"/v1/sessions/{sid}/steps", content=b"{bad", headers={"content-type": "application/json"}
     )
-    assert r.status_code == 400 and r.json()["type"].endswith("/malformed-request")
+    assert r.status_code == 400
+    assert r.json()["type"].endswith("/malformed-request")
 
 
 def test_body_over_the_limit_is_413(make_client: MakeClient) -> None:
     client = make_client(limits={"max_body_bytes": 2048})
     sid = new_session(client)["id"]
     r = step(client, sid, [[315.0]] * 400)
-    assert r.status_code == 413 and r.json()["max_body_bytes"] == 2048
+    assert r.status_code == 413
+    assert r.json()["max_body_bytes"] == 2048
     chunked = client.post(
         f"/v1/sessions/{sid}/steps",
         content=iter([b'{"inputs": [', b"[1.0]," * 500, b"[1.0]]}"]),
@@ -78,7 +82,8 @@ def test_body_over_the_limit_is_413(make_client: MakeClient) -> None:
 def test_unknown_things_are_404(client: TestClient) -> None:
     assert client.post("/v1/sessions", json={"model": "nope"}).status_code == 404
     r = client.post("/v1/sessions", json={"model": "diffed", "version": "7"})
-    assert r.status_code == 404 and r.json()["available"] == ["1", "2"]
+    assert r.status_code == 404
+    assert r.json()["available"] == ["1", "2"]
     assert step(client, "x" * 30, [[1.0]]).status_code == 404
     assert client.post("/v1/sessions/nope/forecast", json={"horizon": 1}).status_code == 404
     assert client.get("/v1/nothing-here").status_code == 404

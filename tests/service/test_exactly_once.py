@@ -25,7 +25,8 @@ def test_replay_returns_stored_answer_without_advancing(client: TestClient, repo
     again = step(client, sid, raw[:5].tolist(), step=0)
     assert again.status_code == 200
     assert again.json()["outputs"] == first.json()["outputs"]
-    assert again.json()["step"] == 5 and again.json()["replayed"] is True
+    assert again.json()["step"] == 5
+    assert again.json()["replayed"] is True
     assert again.headers["seqserve-replayed"] == "true"
     assert client.get(f"/v1/sessions/{sid}").json()["step"] == 5
     assert _metric(client, "seqserve_step_replays_total") == 1
@@ -39,7 +40,8 @@ def test_same_index_different_inputs_is_a_conflict(client: TestClient) -> None:
     state = client.get(f"/v1/sessions/{sid}/state").json()
     r = step(client, sid, [[315.0], [316.5]], step=0)
     assert r.status_code == 409
-    assert r.json()["current_step"] == 2 and "different inputs" in r.json()["detail"]
+    assert r.json()["current_step"] == 2
+    assert "different inputs" in r.json()["detail"]
     assert client.get(f"/v1/sessions/{sid}/state").json() == state
 
 
@@ -51,7 +53,8 @@ def test_index_mismatch_states_current_index(client: TestClient) -> None:
         r = step(client, sid, [[317.0]], step=wrong)
         assert r.status_code == 409, r.text
         body = r.json()
-        assert body["current_step"] == 2 and body["expected_step"] == wrong
+        assert body["current_step"] == 2
+        assert body["expected_step"] == wrong
         assert body["type"].endswith("/step-conflict")
     assert client.get(f"/v1/sessions/{sid}").json()["step"] == 2
 

@@ -49,7 +49,8 @@ def test_sweeper_removes_expired_sessions(make_client: MakeClient) -> None:
 def test_ttl_requests_beyond_caps_are_refused(make_client: MakeClient) -> None:
     client = make_client(sessions={"max_idle_ttl_s": 60, "idle_ttl_s": 30})
     r = client.post("/v1/sessions", json={"model": "diffed", "idle_ttl_s": 61})
-    assert r.status_code == 422 and r.json()["max_idle_ttl_s"] == 60
+    assert r.status_code == 422
+    assert r.json()["max_idle_ttl_s"] == 60
 
 
 def test_session_cap_answers_429_with_retry_after(make_client: MakeClient) -> None:
@@ -57,7 +58,8 @@ def test_session_cap_answers_429_with_retry_after(make_client: MakeClient) -> No
     first = new_session(client)["id"]
     new_session(client)
     r = client.post("/v1/sessions", json={"model": "diffed"})
-    assert r.status_code == 429 and r.headers["retry-after"] == "7"
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "7"
     assert r.json()["max_sessions"] == 2
     # the live sessions are untouched and a delete frees a place
     assert step(client, first, [[1.0]]).status_code == 200
@@ -83,7 +85,8 @@ def test_idle_eviction_at_the_cap_takes_the_least_recently_used(make_client: Mak
     step(client, busy, [[1.0]])  # busy is recent; old has idled past evict_idle_s
     assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 201
     r = client.get(f"/v1/sessions/{old}")
-    assert r.status_code == 410 and r.json()["reason"] == "evicted"
+    assert r.status_code == 410
+    assert r.json()["reason"] == "evicted"
     assert client.get(f"/v1/sessions/{busy}").status_code == 200
     # nobody else idles long enough: a live stream is never evicted silently
     assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 429

@@ -17,7 +17,8 @@ TOL = 1e-5
 def test_create_get_list_delete(client: TestClient) -> None:
     created = new_session(client)
     assert created["step"] == 0
-    assert created["model"] == "diffed" and created["version"] == "2"  # latest by default
+    assert created["model"] == "diffed"
+    assert created["version"] == "2"
     assert len(created["id"]) >= 22  # >= 128 random bits in URL-safe base64
     assert client.get(f"/v1/sessions/{created['id']}").json()["id"] == created["id"]
     ids = [s["id"] for s in client.get("/v1/sessions").json()["sessions"]]
@@ -66,11 +67,13 @@ def test_forecast_leaves_state_unchanged(client: TestClient, repo: Path) -> None
 def test_forecast_needs_a_step_and_a_forecastable_model(client: TestClient) -> None:
     sid = new_session(client)["id"]
     r = client.post(f"/v1/sessions/{sid}/forecast", json={"horizon": 3})
-    assert r.status_code == 409 and r.json()["current_step"] == 0
+    assert r.status_code == 409
+    assert r.json()["current_step"] == 0
     gru = new_session(client, "gru")["id"]
     step(client, gru, [[1.0, 2.0]])
     r = client.post(f"/v1/sessions/{gru}/forecast", json={"horizon": 3})
-    assert r.status_code == 422 and "does not offer forecasts" in r.json()["detail"]
+    assert r.status_code == 422
+    assert "does not offer forecasts" in r.json()["detail"]
 
 
 def test_reset_starts_over(client: TestClient, repo: Path) -> None:
@@ -79,7 +82,8 @@ def test_reset_starts_over(client: TestClient, repo: Path) -> None:
     sid = new_session(client)["id"]
     step(client, sid, co2_like(9, seed=5).tolist())
     reset = client.post(f"/v1/sessions/{sid}/reset")
-    assert reset.status_code == 200 and reset.json()["step"] == 0
+    assert reset.status_code == 200
+    assert reset.json()["step"] == 0
     out = step(client, sid, raw.tolist(), step=0).json()["outputs"]
     np.testing.assert_allclose(out, exp.run(raw)[0], atol=TOL)
 
@@ -91,10 +95,12 @@ def test_fork_and_state_round_trip_continue_identically(client: TestClient, repo
     sid = new_session(client)["id"]
     step(client, sid, raw[:10].tolist())
     fork = client.post(f"/v1/sessions/{sid}/fork")
-    assert fork.status_code == 201 and fork.json()["step"] == 10
+    assert fork.status_code == 201
+    assert fork.json()["step"] == 10
     doc = client.get(f"/v1/sessions/{sid}/state").json()
     imported = client.post("/v1/sessions", json={"state": doc})
-    assert imported.status_code == 201 and imported.json()["step"] == 10
+    assert imported.status_code == 201
+    assert imported.json()["step"] == 10
     for other in (sid, fork.json()["id"], imported.json()["id"]):
         out = step(client, other, raw[10:].tolist(), step=10).json()["outputs"]
         np.testing.assert_allclose(out, want, atol=TOL)
@@ -106,7 +112,8 @@ def test_state_import_is_refused_when_altered(client: TestClient) -> None:
     doc = client.get(f"/v1/sessions/{sid}/state").json()
     tampered = {**doc, "step": doc["step"] + 1}
     r = client.post("/v1/sessions", json={"state": tampered})
-    assert r.status_code == 422 and "checksum" in r.json()["detail"]
+    assert r.status_code == 422
+    assert "checksum" in r.json()["detail"]
     wrong_model = client.post("/v1/sessions", json={"state": doc, "model": "multi"})
     assert wrong_model.status_code == 422
     assert client.post("/v1/sessions", json={"state": {"format": "x"}}).status_code == 422
@@ -124,10 +131,12 @@ def test_version_pinning(client: TestClient, repo: Path) -> None:
 def test_models_listing_and_metadata(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert set(models) == {"diffed", "multi", "gru"}
-    assert models["diffed"]["versions"] == ["1", "2"] and models["diffed"]["latest"] == "2"
+    assert models["diffed"]["versions"] == ["1", "2"]
+    assert models["diffed"]["latest"] == "2"
     meta = client.get("/v1/models/multi").json()
     assert meta["signature"]["state"][0]["layers"] == 2
-    assert len(meta["features"]) == 3 and meta["forecastable"] is True
+    assert len(meta["features"]) == 3
+    assert meta["forecastable"] is True
     assert client.get("/v1/models/diffed", params={"version": "1"}).json()["version"] == "1"
     assert client.get("/v1/models/nope").status_code == 404
     assert client.get("/v1/models/diffed", params={"version": "9"}).status_code == 404
