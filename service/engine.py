@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from service.errors import BadInput, Conflict, NotFound, Overloaded, StepConflict
+from service.errors import BadInput, Conflict, Gone, NotFound, Overloaded, StepConflict
 from service.metrics import Metrics
 from service.repository.registry import LoadedModel, Registry
 from service.runtime.compute import advance, rollout
@@ -129,7 +129,10 @@ class Engine:
         idle_ttl_s: float | None = None,
         ttl_s: float | None = None,
         state: dict[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> Session:
+        """A new session; `session_id` (for adapters that derive ids, e.g. V2 sequences) must
+        not name a live session: use `restart_session` to replace one."""
         if state is not None:
             target = state_target(state)
             for key, given, found in zip(
@@ -147,7 +150,7 @@ class Engine:
             step, rows = decode_state(state, loaded.state_names, loaded.layout)
         now = time.time()
         session = Session(
-            id=secrets.token_urlsafe(18),
+            id=session_id or secrets.token_urlsafe(18),
             model=loaded.manifest.name,
             version=loaded.manifest.version,
             owner=owner,
@@ -160,6 +163,22 @@ class Engine:
         await self.store.create(session, loaded.layout, rows)
         self.metrics.sessions_created.inc()
         return session
+
+    async def restart_session(
+        self, session_id: str, owner: str | None, model: str, version: str | None = None
+    ) -> Session:
+        """Create session `session_id` from zero state, first ending a live one of that id."""
+        async with self._exclusive(session_id):
+            try:
+                old: Session | None = await self.store.get(session_id)
+            except (NotFound, Gone):
+                old = None
+            if old is not None:
+                if owner is not None and old.owner != owner:
+                    raise Conflict(f"session id {session_id} belongs to another caller")
+                await self.store.delete(session_id)
+                self.metrics.sessions_deleted.inc()
+            return await self.create_session(owner, model, version, session_id=session_id)
 
     async def list_sessions(self, owner: str | None) -> list[Session]:
         return await self.store.sessions_of(owner)
@@ -295,6 +314,34 @@ class Engine:
                 if fc is not None:
                     forecasts[i] = fc[j]
         return outputs, (None if horizon is None else forecasts)
+
+    async def run_batch(
+        self, name: str, version: str | None, raw: Array, state: list[Array] | None = None
+    ) -> tuple[Array, list[Array]]:
+        """Stateless: raw [B, T, F] from zero state, or from the given state tensors (float32
+        [B, L, H] each, manifest order) -> (outputs [B, T, O], final state tensors [B, L, H])."""
+        model = self.registry.get(name, version)
+        limits = self.settings.limits
+        if raw.ndim != 3 or not 1 <= raw.shape[0] <= limits.max_batch:
+            raise BadInput(f"give 1 to {limits.max_batch} sequences", max_batch=limits.max_batch)
+        if raw.shape[0] * raw.shape[1] > limits.max_predict_steps:
+            raise BadInput(
+                f"{raw.shape[0] * raw.shape[1]} timesteps exceed the predict limit of "
+                f"{limits.max_predict_steps}",
+                max_predict_steps=limits.max_predict_steps,
+            )
+        for seq in raw:
+            self._check_steps(model, seq, limits.max_predict_steps)
+        rows = model.layout.zeros(raw.shape[0])
+        if state is not None:
+            shapes = [list(t.shape) for t in rows.tensors]
+            if [list(s.shape) for s in state] != shapes:
+                raise BadInput(f"state tensors must have the shapes {shapes} ([B][L][H] each)")
+            if not all(np.isfinite(s).all() for s in state):
+                raise BadInput("state contains NaN or Infinity")
+            rows.tensors = [s.astype(np.float32) for s in state]
+        out, new = await self._run(advance, model, raw, rows, np.zeros(raw.shape[0], bool))
+        return out, new.tensors
 
 
 def _observe(
