@@ -8,13 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REPOSITORY = Path(__file__).parent / "model_repository"
 
 
 class SessionSettings(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
     idle_ttl_s: float = Field(900.0, gt=0)
     """Default idle TTL: a session not stepped for this long expires (410)."""
     ttl_s: float = Field(86400.0, gt=0)
@@ -32,6 +34,8 @@ class SessionSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
     max_sessions: int = Field(100_000, ge=1)
     """Cap on live sessions; creating more answers 429 with Retry-After."""
     max_state_bytes: int = Field(1 << 30, ge=1)
@@ -51,6 +55,8 @@ class LimitSettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
     api_keys: list[SecretStr] = Field(default_factory=list)
     """API keys accepted in `X-API-Key` (a JSON list in the environment). Empty: no auth."""
     api_keys_file: Path | None = None
@@ -61,7 +67,10 @@ class SecuritySettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SEQSERVE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="SEQSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_attribute_docstrings=True,
     )
 
     model_repository: Path = DEFAULT_REPOSITORY

@@ -1,0 +1,81 @@
+"""Compact binary forms of state rows and stored replies, for Redis and snapshot files.
+
+A state row is the layout's tensors as little-endian float32 followed by `prev_x` and
+`last_y` as little-endian float64: exactly `Layout.nbytes` bytes. A stored reply is
+`<q start><B digest length><digest>` followed by its outputs `[T, O]` as float64.
+No pickle anywhere: the bytes are plain arrays and fixed-width integers.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from service.state.store import Layout, Replay, StateRows
+
+Array = np.ndarray
+_REPLAY_HEAD = struct.Struct("<qB")
+
+
+class PackingError(ValueError):
+    """Bytes that do not fit the layout they are decoded with."""
+
+
+def _columns(layout: Layout) -> list[tuple[str, int]]:
+    """(dtype, values per row) of each part of a row, in order."""
+    parts = [("<f4", layers * size) for layers, size in layout.tensor_shapes]
+    return [*parts, ("<f8", layout.n_features), ("<f8", layout.n_outputs)]
+
+
+def pack_rows(state: StateRows, layout: Layout) -> list[bytes]:
+    """One `bytes` of `layout.nbytes` per row of `state`."""
+    batch = state.prev_x.shape[0]
+    arrays = [*state.tensors, state.prev_x, state.last_y]
+    flat = [
+        np.ascontiguousarray(a, dtype=dtype).reshape(batch, n).view(np.uint8)
+        for a, (dtype, n) in zip(arrays, _columns(layout), strict=True)
+    ]
+    table = np.concatenate(flat, axis=1) if len(flat) > 1 else flat[0]
+    return [row.tobytes() for row in table]
+
+
+def unpack_rows(blobs: list[bytes], layout: Layout) -> StateRows:
+    """The inverse of `pack_rows`; every blob must be exactly `layout.nbytes` long."""
+    for blob in blobs:
+        if len(blob) != layout.nbytes:
+            raise PackingError(
+                f"a state row holds {len(blob)} bytes, the model's layout needs {layout.nbytes}"
+            )
+    table = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), layout.nbytes)
+    parts: list[Array] = []
+    at = 0
+    for dtype, n in _columns(layout):
+        width = n * np.dtype(dtype).itemsize
+        part = np.ascontiguousarray(table[:, at : at + width]).view(dtype)
+        parts.append(part.astype(np.float32 if dtype == "<f4" else np.float64))
+        at += width
+    *flat, prev_x, last_y = parts
+    tensors = [
+        t.reshape(len(blobs), layers, size)
+        for t, (layers, size) in zip(flat, layout.tensor_shapes, strict=True)
+    ]
+    return StateRows(tensors, prev_x, last_y)
+
+
+def pack_replay(replay: Replay) -> bytes:
+    head = _REPLAY_HEAD.pack(replay.start, len(replay.digest))
+    outputs = np.ascontiguousarray(replay.outputs, dtype="<f8")
+    return head + replay.digest + outputs.tobytes()
+
+
+def unpack_replay(blob: bytes, n_outputs: int) -> Replay:
+    if len(blob) < _REPLAY_HEAD.size:
+        raise PackingError("a stored reply is truncated")
+    start, digest_len = _REPLAY_HEAD.unpack_from(blob)
+    at = _REPLAY_HEAD.size + digest_len
+    body = blob[at:]
+    if len(blob) < at or len(body) % (8 * n_outputs):
+        raise PackingError(f"a stored reply does not hold whole rows of {n_outputs} outputs")
+    outputs = np.frombuffer(body, "<f8").astype(np.float64).reshape(-1, n_outputs)
+    return Replay(start, blob[_REPLAY_HEAD.size : at], outputs)
