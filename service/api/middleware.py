@@ -55,7 +55,7 @@ class RequestContext:
         sent_start = False
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body:
-            status = await self._too_large(send, request_id)
+            status = await self._too_large(send, request_id, scope.get("path", ""))
             self._record(scope, status, started, request_id)
             return
         received = 0
@@ -85,18 +85,22 @@ class RequestContext:
         except BodyTooLarge:
             if sent_start:
                 raise
-            status = await self._too_large(send, request_id)
+            status = await self._too_large(send, request_id, scope.get("path", ""))
         finally:
             self._record(scope, status, started, request_id)
 
-    async def _too_large(self, send: Send, request_id: str) -> int:
+    async def _too_large(self, send: Send, request_id: str, path: str) -> int:
         body = orjson.dumps(too_large(self.max_body))
+        media = b"application/problem+json"
+        if path == "/v2" or path.startswith("/v2/"):  # V2 clients read {"error": ...}
+            body = orjson.dumps({"error": f"the body exceeds {self.max_body} bytes"})
+            media = b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/problem+json"),
+                    (b"content-type", media),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
                     (b"connection", b"close"),

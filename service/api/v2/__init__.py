@@ -1,0 +1,12 @@
+"""The KServe V2 / Triton HTTP protocol: a second adapter over the engine (see docs/v2.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.v2 import errors, infer, server, stats
+
+router = APIRouter()
+# statistics first: /v2/models/stats must win over /v2/models/{model}; the fallback last
+for part in (stats.router, server.router, infer.router, errors.fallback):
+    router.include_router(part)

@@ -1,0 +1,74 @@
+"""HTTP compression for V2 infer: `Content-Encoding` in, `Accept-Encoding` out.
+
+tritonclient's `request_compression_algorithm` sends gzip (RFC 1952) or deflate (a zlib stream,
+RFC 1950, as HTTP's "deflate" means); raw deflate is accepted too. The inflated body is capped
+(a small gzip bomb must not become gigabytes): beyond the cap the answer is 413.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+from service.api.v2.errors import V2Error
+
+SUPPORTED = ("gzip", "deflate")
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The request body decoded per its Content-Encoding, at most `limit` bytes."""
+    kind = (encoding or "").strip().lower()
+    if kind in ("", "identity"):
+        return body
+    if kind not in SUPPORTED:
+        raise V2Error("Unsupported compression type", headers={"Accept-Encoding": "gzip, deflate"})
+    attempts = [_GZIP_WBITS] if kind == "gzip" else [zlib.MAX_WBITS, -zlib.MAX_WBITS]
+    for wbits in attempts:
+        try:
+            return _inflate(body, wbits, limit)
+        except zlib.error:
+            continue
+    raise V2Error(f"failed to decompress the {kind} request body")
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    rest = body
+    while rest:
+        stream = zlib.decompressobj(wbits)
+        out += stream.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            raise V2Error(f"the decompressed request body exceeds {limit} bytes", status=413)
+        if not stream.eof:
+            raise zlib.error("truncated stream")
+        rest = stream.unused_data
+        if rest and wbits != _GZIP_WBITS:  # only gzip may hold several members
+            raise zlib.error("trailing data")
+    return bytes(out)
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The coding to answer with: gzip or deflate by the client's q-values, else None."""
+    best, best_q = None, 0.0
+    for item in (accept or "").split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        if name.lower() not in SUPPORTED:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q:
+            best, best_q = name.lower(), q
+    return best
+
+
+def deflate(body: bytes, coding: str) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(body, compresslevel=6, mtime=0)
+    return zlib.compress(body, 6)

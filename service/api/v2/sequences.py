@@ -1,0 +1,114 @@
+"""Triton's sequence extension mapped onto engine sessions.
+
+A sequence is a session whose id derives from (caller, model name, sequence id): any replica
+sharing the state store finds it without a side table, and callers with different API keys
+never meet. START creates the session (replacing a live one of that id: a restart), other
+requests step it, END deletes it after answering; START+END is a length-1 sequence. The
+session has the engine's default TTLs, so its idle TTL is Triton's max sequence idle time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.api.v2.errors import V2Error
+from service.engine import Engine
+from service.errors import Gone, NotFound
+from service.repository.registry import LoadedModel
+
+Array = np.ndarray
+MAX_STRING_ID = 256
+
+
+@dataclass(frozen=True)
+class Sequence:
+    id: int | str  # Triton tells uint64 7 and string "7" apart, so does the derived id
+    start: bool
+    end: bool
+
+
+def parse(params: dict[str, Any], model: str) -> Sequence | None:
+    """The request's place in a sequence from its parameters; None for a stateless request."""
+    seq_id = params.get("sequence_id", 0)
+    is_uint = type(seq_id) is int and 0 <= seq_id < 2**64
+    if not (is_uint or isinstance(seq_id, str)):
+        raise V2Error("Unable to parse 'sequence_id'")
+    if isinstance(seq_id, str) and len(seq_id) > MAX_STRING_ID:
+        raise V2Error(f"a string 'sequence_id' may hold at most {MAX_STRING_ID} characters")
+    start, end = (_flag(params, key) for key in ("sequence_start", "sequence_end"))
+    if seq_id in (0, ""):
+        if start or end:
+            raise V2Error(
+                f"inference request to model '{model}' must specify a non-zero or non-empty "
+                "correlation ID"
+            )
+        return None
+    return Sequence(seq_id, start, end)
+
+
+def _flag(params: dict[str, Any], key: str) -> bool:
+    value = params.get(key, False)
+    if not isinstance(value, bool):
+        raise V2Error(f"Unable to parse '{key}'")
+    return value
+
+
+def session_id(owner: str | None, model: str, seq_id: int | str) -> str:
+    digest = hashlib.blake2b(digest_size=16, person=b"seqserve-v2-seq")
+    tagged = f"u{seq_id}" if isinstance(seq_id, int) else f"s{seq_id}"
+    for part in (owner or "", model, tagged):
+        encoded = part.encode()
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
+    return f"v2-{digest.hexdigest()}"
+
+
+def _no_start(seq: Sequence, model: str) -> V2Error:
+    return V2Error(
+        f"inference request for sequence {seq.id} to model '{model}' must specify the START "
+        "flag on the first request of the sequence"
+    )
+
+
+async def locate(
+    engine: Engine, owner: str | None, model: LoadedModel, pinned: str | None, seq: Sequence
+) -> tuple[str, LoadedModel]:
+    """The session id and model version a sequence request runs on; nothing changes yet.
+
+    `model` is what the URL resolved to; `pinned` the version the URL named, if any. A
+    running sequence keeps the version it started on.
+    """
+    name = model.manifest.name
+    sid = session_id(owner, name, seq.id)
+    if seq.start:
+        return sid, model
+    try:
+        session = await engine.get_session(sid, owner)
+    except (NotFound, Gone):
+        raise _no_start(seq, name) from None
+    if pinned is not None and pinned != session.version:
+        raise V2Error(
+            f"sequence {seq.id} of model '{name}' runs on version {session.version}, not {pinned}"
+        )
+    return sid, engine.registry.get(session.model, session.version)
+
+
+async def step(
+    engine: Engine, owner: str | None, sid: str, model: LoadedModel, seq: Sequence, raw: Array
+) -> Array:
+    """Feed raw [T, F] to the sequence; its outputs [T, O] in dataset units."""
+    m = model.manifest
+    if seq.start:
+        await engine.restart_session(sid, owner, m.name, m.version)
+    try:
+        result = await engine.step(sid, owner, raw, None)
+    except (NotFound, Gone):  # expired or ended by another request meanwhile
+        raise _no_start(seq, m.name) from None
+    if seq.end:
+        with contextlib.suppress(NotFound, Gone):
+            await engine.delete(sid, owner)
+    return result.outputs

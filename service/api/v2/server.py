@@ -1,0 +1,93 @@
+"""V2 server metadata, health, model metadata/readiness/configuration and the repository index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.api.deps import EngineDep, OwnerDep
+from service.api.responses import FastJSON
+from service.api.v2.errors import V2Error, V2Route, error_response
+from service.api.v2.views import config, metadata, resolve
+
+router = APIRouter(route_class=V2Route, tags=["v2"])
+
+# only what is really implemented (no shared memory, no model load/unload, no tracing)
+EXTENSIONS = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "sequence",
+    "sequence(string_id)",
+    "statistics",
+]
+
+
+@router.get("/v2", summary="V2 server metadata")
+async def server_metadata(request: Request, owner: OwnerDep) -> FastJSON:
+    return FastJSON({"name": "seqserve", "version": request.app.version, "extensions": EXTENSIONS})
+
+
+@router.get("/v2/health/live", summary="V2 liveness")
+async def live() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/v2/health/ready", summary="V2 readiness")
+async def ready(request: Request) -> Response:
+    if getattr(request.app.state, "engine", None) is None or request.app.state.draining:
+        return error_response(503, "the server is not ready", {"Retry-After": "5"})
+    return Response(status_code=200)
+
+
+@router.post("/v2/repository/index", summary="V2 repository index: every loaded model version")
+async def repository_index(request: Request, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+    body = await request.body()
+    if body.strip():
+        try:
+            options = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise V2Error("failed to parse the repository index request") from None
+        if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
+            raise V2Error("Unable to parse 'ready'")
+    reg = engine.registry
+    index = [
+        {"name": name, "version": version, "state": "READY"}
+        for name in reg.names()
+        for version in reg.versions(name)
+    ]
+    return FastJSON(index)
+
+
+async def model_metadata(
+    model: str, engine: EngineDep, owner: OwnerDep, version: str | None = None
+) -> FastJSON:
+    loaded = resolve(engine, model, version)
+    versions = engine.registry.versions(model) if version is None else [loaded.manifest.version]
+    return FastJSON(metadata(loaded, versions))
+
+
+async def model_ready(
+    model: str, engine: EngineDep, owner: OwnerDep, version: str | None = None
+) -> Response:
+    resolve(engine, model, version)
+    return Response(status_code=200)
+
+
+async def model_config(
+    model: str, engine: EngineDep, owner: OwnerDep, version: str | None = None
+) -> FastJSON:
+    document: dict[str, Any] = config(resolve(engine, model, version), engine.settings)
+    return FastJSON(document)
+
+
+for suffix, endpoint, what in (
+    ("", model_metadata, "metadata"),
+    ("/ready", model_ready, "readiness"),
+    ("/config", model_config, "configuration"),
+):
+    for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        router.add_api_route(base + suffix, endpoint, methods=["GET"], summary=f"V2 model {what}")
