@@ -20,7 +20,8 @@ from service.errors import ModelLoadError
 from service.metrics import Metrics
 from service.repository.registry import Registry
 from service.settings import Settings
-from service.state.memory import MemoryStateStore
+from service.state.factory import open_store
+from service.state.snapshot import restore_at_start, write_at_shutdown
 
 log = logging.getLogger("seqserve")
 
@@ -33,18 +34,15 @@ request. Errors are RFC 9457 problem details. With API keys configured, send `X-
 
 def build_engine(settings: Settings, metrics: Metrics) -> Engine:
     registry = Registry.scan(settings.model_repository, settings.ort_threads)
-    limits, lifetimes = settings.limits, settings.sessions
-    store = MemoryStateStore(
-        max_sessions=limits.max_sessions,
-        max_state_bytes=limits.max_state_bytes,
-        retry_after_s=limits.retry_after_s,
-        tombstone_ttl_s=lifetimes.tombstone_ttl_s,
-        evict_idle_s=lifetimes.evict_idle_s,
-        on_expired=metrics.sessions_expired.inc,
-        on_evicted=metrics.sessions_evicted.inc,
-    )
-    metrics.watch_store(store.stats)
-    return Engine(settings, registry, store, metrics)
+    return Engine(settings, registry, open_store(settings, metrics), metrics)
+
+
+def begin_drain(app: FastAPI) -> None:
+    """SIGTERM: readiness answers 503 and new sessions are refused; steps still run."""
+    app.state.draining = True
+    engine: Engine | None = getattr(app.state, "engine", None)
+    if engine is not None:
+        engine.draining = True
 
 
 async def _sweep(engine: Engine, interval: float) -> None:
@@ -66,6 +64,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         except ModelLoadError as exc:
             log.error("cannot load the model repository: %s", exc)
             raise
+        await restore_at_start(settings.snapshot_path, engine.store, engine.registry)
         app.state.engine = engine
         app.state.draining = False
         sweeper = asyncio.create_task(_sweep(engine, settings.sessions.sweep_interval_s))
@@ -77,6 +76,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await engine.stop_batching()
+            await write_at_shutdown(settings.snapshot_path, engine.store, engine.registry)
+            await engine.store.close()
             engine.close()
 
     app = FastAPI(

@@ -9,31 +9,32 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
-from service.errors import BadInput, Conflict, Gone, NotFound, Overloaded, StepConflict
+from service.batching.batcher import StepBatcher, StepJob, StepResult
+from service.errors import (
+    BadInput,
+    Conflict,
+    Gone,
+    NotFound,
+    Overloaded,
+    StepConflict,
+    Unavailable,
+)
 from service.metrics import Metrics
 from service.repository.registry import LoadedModel, Registry
 from service.runtime.compute import advance, rollout
 from service.settings import Settings
 from service.state.codec import decode_state, encode_state, state_target
-from service.state.store import Replay, Session, StateStore
+from service.state.store import Session, StateStore
 
 Array = np.ndarray
 T = TypeVar("T")
 
 MAX_WAITERS_PER_SESSION = 16
-
-
-@dataclass(frozen=True)
-class StepResult:
-    outputs: Array  # [T, O] float64 in dataset units
-    step: int
-    replayed: bool
 
 
 def _digest(raw: Array) -> bytes:
@@ -48,8 +49,10 @@ class Engine:
         self.registry = registry
         self.store = store
         self.metrics = metrics
+        self.draining = False  # set on SIGTERM: new sessions go to other replicas
         self._pool = ThreadPoolExecutor(settings.ort_pool_size, thread_name_prefix="ort")
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._batchers: dict[tuple[str, str], StepBatcher] = {}
         for model in registry.all():
             m = model.manifest
             seconds = metrics.ort_seconds.labels(m.name, m.version)
@@ -59,11 +62,30 @@ class Engine:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+    async def stop_batching(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+
+    def _batcher(self, model: LoadedModel) -> StepBatcher:
+        key = (model.manifest.name, model.manifest.version)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            b = self.settings.batching
+            batcher = self._batchers[key] = StepBatcher(
+                model,
+                self.store,
+                self._run,
+                max_batch=b.max_batch_size,
+                max_wait_s=b.max_wait_us / 1e6,
+                max_queue=b.max_queue,
+                retry_after_s=self.settings.limits.retry_after_s,
+            )
+        return batcher
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
 
-    @asynccontextmanager
-    async def _exclusive(self, session_id: str) -> AsyncIterator[None]:
+    async def _acquire(self, session_id: str) -> None:
         """One operation per session at a time, in arrival order; a bounded wait line."""
         lock, waiters = self._locks.get(session_id) or (asyncio.Lock(), [0])
         if waiters[0] >= MAX_WAITERS_PER_SESSION:
@@ -74,12 +96,28 @@ class Engine:
         self._locks[session_id] = (lock, waiters)
         waiters[0] += 1
         try:
-            async with lock:
-                yield
+            await lock.acquire()
+        except BaseException:
+            self._forget(session_id, waiters)
+            raise
+
+    def _release(self, session_id: str) -> None:
+        lock, waiters = self._locks[session_id]
+        lock.release()
+        self._forget(session_id, waiters)
+
+    def _forget(self, session_id: str, waiters: list[int]) -> None:
+        waiters[0] -= 1
+        if waiters[0] == 0:
+            del self._locks[session_id]
+
+    @asynccontextmanager
+    async def _exclusive(self, session_id: str) -> AsyncIterator[None]:
+        await self._acquire(session_id)
+        try:
+            yield
         finally:
-            waiters[0] -= 1
-            if waiters[0] == 0:
-                del self._locks[session_id]
+            self._release(session_id)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -133,6 +171,11 @@ class Engine:
     ) -> Session:
         """A new session; `session_id` (for adapters that derive ids, e.g. V2 sequences) must
         not name a live session: use `restart_session` to replace one."""
+        if self.draining:
+            raise Unavailable(
+                "the server is shutting down: create the session on another replica",
+                self.settings.limits.retry_after_s,
+            )
         if state is not None:
             target = state_target(state)
             for key, given, found in zip(
@@ -190,22 +233,29 @@ class Engine:
         model = self.registry.get(session.model, session.version)
         raw = self._check_steps(model, raw, self.settings.limits.max_steps_per_request)
         digest = _digest(raw)
-        async with self._exclusive(session_id):
+        await self._acquire(session_id)
+        handed_over = False
+        try:
             session = await self.get_session(session_id, owner)
             if expected is not None and expected != session.step:
                 return self._replay(session, expected, digest)
-            state = await self.store.load([session], model.layout)
-            has_prev = np.array([session.step > 0])
-            out, new_state = await self._run(advance, model, raw[None], state, has_prev)
-            start = session.step
-            session.step += raw.shape[0]
-            session.last_used = time.time()
-            session.replay = Replay(start, digest, out[0])
-            error = (await self.store.save([session], model.layout, new_state, [start]))[0]
-            if error is not None:
-                raise error
+            future = self._batcher(model).submit(StepJob(session, raw, digest))
+            # the session stays locked until its step is committed, even if this request
+            # is cancelled meanwhile (a client that went away): no second step can overtake it
+            future.add_done_callback(lambda _: self._release(session_id))
+            handed_over = True
+            try:
+                result = await asyncio.shield(future)
+            except StepConflict:
+                if expected is None:
+                    raise
+                # another replica committed this index first: answer as its retry is answered
+                return self._replay(await self.get_session(session_id, owner), expected, digest)
+        finally:
+            if not handed_over:
+                self._release(session_id)
         self.metrics.steps.labels(session.model).inc(raw.shape[0])
-        return StepResult(out[0], session.step, replayed=False)
+        return result
 
     def _replay(self, session: Session, expected: int, digest: bytes) -> StepResult:
         last = session.replay

@@ -71,5 +71,11 @@ class Unavailable(SeqServeError):
         self.headers["Retry-After"] = str(retry_after_s)
 
 
+class InferenceFailed(SeqServeError):
+    """The model run failed; the step was not applied. Details go to the logs, not clients."""
+
+    status, title, slug = 500, "Inference failed", "inference-failed"
+
+
 class ModelLoadError(Exception):
     """A model directory that breaks the contract; the message says what disagreed."""

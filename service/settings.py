@@ -54,6 +54,18 @@ class LimitSettings(BaseModel):
     """Retry-After value sent with 429 and 503 answers."""
 
 
+class BatchSettings(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+    max_batch_size: int = Field(256, ge=1)
+    """Most session steps coalesced into one ONNX Runtime call."""
+    max_wait_us: int = Field(300, ge=0, le=1_000_000)
+    """How long a batch waits for more steps after its first (microseconds); 0 turns batching
+    off."""
+    max_queue: int = Field(8192, ge=1)
+    """Most steps waiting per model version; beyond it steps answer 429."""
+
+
 class SecuritySettings(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
@@ -91,8 +103,22 @@ class Settings(BaseSettings):
     """Session lifetimes."""
     limits: LimitSettings = LimitSettings()
     """Admission caps and request limits."""
+    batching: BatchSettings = BatchSettings()
+    """Cross-session step batching."""
     security: SecuritySettings = SecuritySettings()
     """API keys and CORS."""
+    state_store: Literal["memory", "redis"] = "memory"
+    """Where sessions live: `memory` (this process only) or `redis` (shared by all replicas)."""
+    redis_url: SecretStr | None = None
+    """Redis URL for state_store=redis, e.g. `redis://redis:6379/0` (`rediss://` for TLS)."""
+    redis_prefix: str = Field("seqserve", pattern=r"^[A-Za-z0-9_.{}-]{1,64}$")
+    """Prefix of every Redis key; replicas that share sessions must use the same one."""
+    snapshot_path: Path | None = None
+    """Memory store only: write every session here on shutdown, restore them at start."""
+    drain_delay_s: float = Field(0.0, ge=0)
+    """After SIGTERM keep serving this long (readiness and new sessions answer 503) first."""
+    shutdown_timeout_s: float = Field(10.0, gt=0)
+    """After SIGTERM (and the drain delay), how long in-flight requests get to finish."""
 
     @field_validator("model_repository")
     @classmethod
@@ -112,11 +138,24 @@ class Settings(BaseSettings):
                 "default TTLs exceed their caps: raise SEQSERVE_SESSIONS__MAX_IDLE_TTL_S / "
                 "SEQSERVE_SESSIONS__MAX_TTL_S or lower the defaults"
             )
+        self._check_state_store()
         if self.security.api_keys_file is not None and not self.security.api_keys_file.is_file():
             raise ValueError(
                 f"SEQSERVE_SECURITY__API_KEYS_FILE={self.security.api_keys_file} is not a file"
             )
         return self
+
+    def _check_state_store(self) -> None:
+        url = self.redis_url.get_secret_value() if self.redis_url else ""
+        if self.state_store == "redis" and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "state_store=redis needs SEQSERVE_REDIS_URL, e.g. redis://localhost:6379/0"
+            )
+        if self.state_store == "redis" and self.snapshot_path is not None:
+            raise ValueError(
+                "SEQSERVE_SNAPSHOT_PATH is for the memory store: with Redis the sessions already "
+                "outlive the process; unset one of them"
+            )
 
     def api_keys(self) -> list[str]:
         """All configured keys: inline ones plus those in the secret file."""

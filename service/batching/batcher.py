@@ -1,0 +1,149 @@
+"""The step batcher: concurrent steps of different sessions of one model version become one
+ONNX Runtime call (gather state rows, run, scatter back)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from service.batching.assemble import run_groups, select
+from service.errors import InferenceFailed, Overloaded, SeqServeError
+from service.repository.registry import LoadedModel
+from service.runtime.compute import advance
+from service.state.store import Replay, Session, StateStore
+
+log = logging.getLogger("seqserve.batcher")
+Array = np.ndarray
+RunInPool = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outputs: Array  # [T, O] float64 in dataset units
+    step: int
+    replayed: bool
+
+
+@dataclass
+class StepJob:
+    session: Session
+    raw: Array  # [T, F] float64
+    digest: bytes
+    future: asyncio.Future[StepResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class StepBatcher:
+    """Collects steps until `max_batch` or `max_wait_s` after the first; 0 s turns it off."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        store: StateStore,
+        run_in_pool: RunInPool,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        retry_after_s: int,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self._run_in_pool = run_in_pool
+        self.max_batch = max_batch if max_wait_s > 0 else 1
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.retry_after_s = retry_after_s
+        self._pending: deque[StepJob] = deque()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, job: StepJob) -> asyncio.Future[StepResult]:
+        if len(self._pending) >= self.max_queue:
+            raise Overloaded("the step queue is full", self.retry_after_s)
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="step-batcher")
+        self._pending.append(job)
+        self._arrived.set()
+        if len(self._pending) >= self.max_batch:
+            self._full.set()
+        return job.future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in self._pending:
+            if not job.future.done():
+                job.future.set_exception(InferenceFailed("the server is shutting down"))
+
+    async def _loop(self) -> None:
+        while True:
+            while not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if len(self._pending) < self.max_batch:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.max_wait_s)
+            batch = [
+                self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch))
+            ]
+            try:
+                await self._execute(batch)
+            except Exception as exc:  # e.g. the store failed: fail this batch, keep serving
+                error = exc if isinstance(exc, SeqServeError) else InferenceFailed("step failed")
+                if not isinstance(exc, SeqServeError):
+                    log.exception("step batch failed")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+
+    async def _execute(self, batch: list[StepJob]) -> None:
+        sessions = [job.session for job in batch]
+        layout = self.model.layout
+        state = await self.store.load(sessions, layout)
+        has_prev = np.array([s.step > 0 for s in sessions])
+        results, new_state = await self._run_in_pool(
+            run_groups, partial(advance, self.model), [j.raw for j in batch], state, has_prev
+        )
+        ok = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        for i, result in enumerate(results):
+            if isinstance(result, BaseException):
+                log.error("inference failed for a group of steps", exc_info=result)
+                batch[i].future.set_exception(InferenceFailed("inference failed for this step"))
+        if not ok:
+            return
+        starts, now = [], time.time()
+        for i in ok:
+            job, outputs = batch[i], results[i]
+            assert isinstance(outputs, np.ndarray)
+            s = job.session
+            starts.append(s.step)
+            s.replay = Replay(s.step, job.digest, outputs)
+            s.step += job.raw.shape[0]
+            s.last_used = now
+        committed = [sessions[i] for i in ok]
+        errors = await self.store.save(committed, layout, select(new_state, ok), starts)
+        for i, error in zip(ok, errors, strict=True):
+            job = batch[i]
+            if job.future.done():
+                continue
+            if error is None:
+                assert job.session.replay is not None
+                job.future.set_result(
+                    StepResult(job.session.replay.outputs, job.session.step, False)
+                )
+            else:
+                job.future.set_exception(error)
