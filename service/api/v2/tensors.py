@@ -87,8 +87,9 @@ def _from_json(name: str, flat: list[Any], dtype: np.dtype[Any]) -> Array:
     if not ok:
         raise V2Error(f"unable to parse 'data' of input '{name}': not all values are {dtype.name}")
     try:
-        return np.array(flat, dtype=dtype)
-    except OverflowError:
+        with np.errstate(over="raise"):
+            return np.array(flat, dtype=dtype)
+    except (OverflowError, FloatingPointError):
         raise V2Error(
             f"'data' of input '{name}' holds values out of range for {dtype.name}"
         ) from None
