@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from service.api.deps import EngineDep
 from service.api.responses import FastJSON, Problem, problem
+from service.errors import SeqServeError
 
 router = APIRouter(tags=["health"])
+STORE_PING_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz", summary="Liveness: the process is up")
@@ -22,8 +26,14 @@ async def readyz(request: Request, engine: EngineDep) -> Response:
     if getattr(request.app.state, "draining", False):
         body = problem(503, "Draining", "draining", "the server is shutting down")
         return Problem(body, status_code=503, headers={"Retry-After": "5"})
+    try:
+        await asyncio.wait_for(engine.store.ping(), STORE_PING_TIMEOUT_S)
+    except (SeqServeError, TimeoutError):
+        detail = "the session store (Redis) is unreachable"
+        body = problem(503, "State store unreachable", "store-unreachable", detail)
+        return Problem(body, status_code=503, headers={"Retry-After": "5"})
     models = {m.manifest.name: m.manifest.version for m in engine.registry.all()}
-    return FastJSON({"status": "ready", "models": sorted(models)})
+    return FastJSON({"status": "ready", "models": sorted(models), "state_store": "ok"})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -2,7 +2,7 @@
 
 A state row is the layout's tensors as little-endian float32 followed by `prev_x` and
 `last_y` as little-endian float64: exactly `Layout.nbytes` bytes. A stored reply is
-`<q start><B digest length><digest>` followed by its outputs `[T, O]` as float64.
+`<q start><I T><I O><B digest length><digest>` then its outputs `[T, O]` as float64.
 No pickle anywhere: the bytes are plain arrays and fixed-width integers.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from service.state.store import Layout, Replay, StateRows
 
 Array = np.ndarray
-_REPLAY_HEAD = struct.Struct("<qB")
+_REPLAY_HEAD = struct.Struct("<qIIB")
 
 
 class PackingError(ValueError):
@@ -64,18 +64,18 @@ def unpack_rows(blobs: list[bytes], layout: Layout) -> StateRows:
 
 
 def pack_replay(replay: Replay) -> bytes:
-    head = _REPLAY_HEAD.pack(replay.start, len(replay.digest))
     outputs = np.ascontiguousarray(replay.outputs, dtype="<f8")
+    steps, width = outputs.shape
+    head = _REPLAY_HEAD.pack(replay.start, steps, width, len(replay.digest))
     return head + replay.digest + outputs.tobytes()
 
 
-def unpack_replay(blob: bytes, n_outputs: int) -> Replay:
+def unpack_replay(blob: bytes) -> Replay:
     if len(blob) < _REPLAY_HEAD.size:
         raise PackingError("a stored reply is truncated")
-    start, digest_len = _REPLAY_HEAD.unpack_from(blob)
+    start, steps, width, digest_len = _REPLAY_HEAD.unpack_from(blob)
     at = _REPLAY_HEAD.size + digest_len
-    body = blob[at:]
-    if len(blob) < at or len(body) % (8 * n_outputs):
-        raise PackingError(f"a stored reply does not hold whole rows of {n_outputs} outputs")
-    outputs = np.frombuffer(body, "<f8").astype(np.float64).reshape(-1, n_outputs)
+    if len(blob) != at + 8 * steps * width:
+        raise PackingError(f"a stored reply does not hold {steps}x{width} outputs")
+    outputs = np.frombuffer(blob, "<f8", offset=at).astype(np.float64).reshape(steps, width)
     return Replay(start, blob[_REPLAY_HEAD.size : at], outputs)

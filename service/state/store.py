@@ -119,3 +119,9 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> tuple[int, int]:
         """(live sessions, state bytes held)."""
+
+    async def ping(self) -> None:  # noqa: B027  # optional hook: nothing to check in-process
+        """Raise Unavailable when the store cannot serve (readiness)."""
+
+    async def close(self) -> None:  # noqa: B027  # optional hook: nothing to release in-process
+        """Release connections at shutdown."""

@@ -1,0 +1,39 @@
+"""Pick the state store the settings ask for: in-process memory or Redis shared by replicas."""
+
+from __future__ import annotations
+
+from service.metrics import Metrics
+from service.settings import Settings
+from service.state.memory import MemoryStateStore
+from service.state.redis_store import RedisStateStore
+from service.state.store import StateStore
+
+
+def open_store(settings: Settings, metrics: Metrics) -> StateStore:
+    limits, lifetimes = settings.limits, settings.sessions
+    store: StateStore
+    if settings.state_store == "redis":
+        assert settings.redis_url is not None  # the settings validator guarantees it
+        store = RedisStateStore(
+            settings.redis_url.get_secret_value(),
+            settings.redis_prefix,
+            max_sessions=limits.max_sessions,
+            max_state_bytes=limits.max_state_bytes,
+            retry_after_s=limits.retry_after_s,
+            tombstone_ttl_s=lifetimes.tombstone_ttl_s,
+            evict_idle_s=lifetimes.evict_idle_s,
+            on_expired=metrics.sessions_expired.inc,
+            on_evicted=metrics.sessions_evicted.inc,
+        )
+    else:
+        store = MemoryStateStore(
+            max_sessions=limits.max_sessions,
+            max_state_bytes=limits.max_state_bytes,
+            retry_after_s=limits.retry_after_s,
+            tombstone_ttl_s=lifetimes.tombstone_ttl_s,
+            evict_idle_s=lifetimes.evict_idle_s,
+            on_expired=metrics.sessions_expired.inc,
+            on_evicted=metrics.sessions_evicted.inc,
+        )
+    metrics.watch_store(store.stats)
+    return store

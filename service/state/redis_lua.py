@@ -1,0 +1,162 @@
+"""Lua scripts of the Redis state store: each runs atomically inside Redis.
+
+Keys under the prefix P (passed as ARGV[1]):
+  P:s:<id>    hash  model, version, owner, meta (<ddd created, idle ttl, ttl), lu (last used),
+                    step, state (packed row), replay (packed last reply); PEXPIRE = time left
+  P:t:<id>    str   tombstone "expired" | "evicted"; outlives P:s:<id> by the tombstone TTL
+  P:live      zset  id -> deadline (epoch ms): counts live sessions across replicas
+  P:idle      zset  id -> last use (epoch ms): least recently used first, for eviction
+  P:idx       hash  id -> "<state bytes> <owner>": what to release once a session is gone
+  P:bytes     int   state bytes of the sessions in P:live
+  P:own:<o>   set   ids of owner o (only when API keys are on)
+Keys are built inside the scripts, so this layout needs a standalone Redis (or Sentinel),
+not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+local P = ARGV[1]
+local function drop(id)
+  local info = redis.call('HGET', P .. ':idx', id)
+  if info then
+    local sp = string.find(info, ' ', 1, true)
+    redis.call('DECRBY', P .. ':bytes', tonumber(string.sub(info, 1, sp - 1)))
+    local owner = string.sub(info, sp + 1)
+    if owner ~= '' then redis.call('SREM', P .. ':own:' .. owner, id) end
+    redis.call('HDEL', P .. ':idx', id)
+  end
+  redis.call('ZREM', P .. ':live', id)
+  redis.call('ZREM', P .. ':idle', id)
+  redis.call('DEL', P .. ':s:' .. id)
+end
+local function prune(now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', P .. ':live', '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do drop(id) end
+  return #ids
+end
+local function totals()
+  return redis.call('ZCARD', P .. ':live'), tonumber(redis.call('GET', P .. ':bytes') or '0')
+end
+"""
+
+# ARGV: P id now max_sessions max_bytes nbytes owner model version meta lu step state replay
+#       expire_ms deadline_ms tombstone_ms evict_before_ms
+# -> {1 created | 0 refused, evicted, expired, sessions, bytes, why: sessions|bytes|exists}
+CREATE = (
+    _PRELUDE
+    + """
+local id, now, nbytes = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[6])
+local key = P .. ':s:' .. id
+local expired, evicted = prune(now, 100), 0
+if redis.call('EXISTS', key) == 1 then
+  local n, b = totals()
+  if redis.call('HGET', key, 'meta') == ARGV[10] then
+    return {1, 0, expired, n, b}  -- a retried create that had already committed
+  end
+  return {0, 0, expired, n, b, 'exists'}
+end
+while true do
+  local n, b = totals()
+  local full = ''
+  if n >= tonumber(ARGV[4]) then full = 'sessions'
+  elseif b + nbytes > tonumber(ARGV[5]) then full = 'bytes' end
+  if full == '' then break end
+  local before = tonumber(ARGV[18])
+  local oldest = redis.call('ZRANGE', P .. ':idle', 0, 0, 'WITHSCORES')
+  if before <= 0 or #oldest == 0 or tonumber(oldest[2]) > before then
+    return {0, evicted, expired, n, b, full}
+  end
+  drop(oldest[1])
+  if tonumber(ARGV[17]) > 0 then
+    redis.call('SET', P .. ':t:' .. oldest[1], 'evicted', 'PX', ARGV[17])
+  else
+    redis.call('DEL', P .. ':t:' .. oldest[1])
+  end
+  evicted = evicted + 1
+end
+redis.call('HSET', key, 'model', ARGV[8], 'version', ARGV[9], 'owner', ARGV[7],
+  'meta', ARGV[10], 'lu', ARGV[11], 'step', ARGV[12], 'state', ARGV[13])
+if ARGV[14] ~= '' then redis.call('HSET', key, 'replay', ARGV[14]) end
+redis.call('PEXPIRE', key, ARGV[15])
+redis.call('SET', P .. ':t:' .. id, 'expired', 'PX', tonumber(ARGV[15]) + tonumber(ARGV[17]))
+redis.call('ZADD', P .. ':live', ARGV[16], id)
+redis.call('ZADD', P .. ':idle', now, id)
+redis.call('HSET', P .. ':idx', id, ARGV[6] .. ' ' .. ARGV[7])
+redis.call('INCRBY', P .. ':bytes', nbytes)
+if ARGV[7] ~= '' then redis.call('SADD', P .. ':own:' .. ARGV[7], id) end
+local n, b = totals()
+return {1, evicted, expired, n, b}
+"""
+)
+
+# ARGV: P now tombstone_ms, then per session: id expected step lu state replay expire_ms
+#       deadline_ms -> per session: -1 committed, -2 expired, -3 no such session,
+#       a tombstone reason (gone), or the current step (a compare-and-set conflict)
+SAVE = """
+local P, now, tomb = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 8 do
+  local id, ttl = ARGV[i], tonumber(ARGV[i + 6])
+  local key = P .. ':s:' .. id
+  local cur = redis.call('HGET', key, 'step')
+  if not cur then
+    out[#out + 1] = redis.call('GET', P .. ':t:' .. id) or -3
+  elseif cur ~= ARGV[i + 1] then
+    out[#out + 1] = tonumber(cur)
+  elseif ttl <= 0 then
+    out[#out + 1] = -2
+  else
+    redis.call('HSET', key, 'step', ARGV[i + 2], 'lu', ARGV[i + 3], 'state', ARGV[i + 4])
+    if ARGV[i + 5] == '' then
+      redis.call('HDEL', key, 'replay')
+    else
+      redis.call('HSET', key, 'replay', ARGV[i + 5])
+    end
+    redis.call('PEXPIRE', key, ttl)
+    redis.call('PEXPIRE', P .. ':t:' .. id, ttl + tomb)
+    redis.call('ZADD', P .. ':live', ARGV[i + 7], id)
+    redis.call('ZADD', P .. ':idle', now, id)
+    out[#out + 1] = -1
+  end
+end
+return out
+"""
+
+# ARGV: P now tombstone_ms id lu expire_ms deadline_ms -> 1 touched, 0 gone
+TOUCH = """
+local P, now, id, ttl = ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[6])
+local key = P .. ':s:' .. id
+if ttl <= 0 or redis.call('EXISTS', key) == 0 then return 0 end
+redis.call('HSET', key, 'lu', ARGV[5])
+redis.call('PEXPIRE', key, ttl)
+redis.call('PEXPIRE', P .. ':t:' .. id, ttl + tonumber(ARGV[3]))
+redis.call('ZADD', P .. ':live', ARGV[7], id)
+redis.call('ZADD', P .. ':idle', now, id)
+return 1
+"""
+
+# ARGV: P id -> {1 deleted | 0 absent, sessions, bytes}
+DELETE = (
+    _PRELUDE
+    + """
+local id = ARGV[2]
+local found = redis.call('EXISTS', P .. ':s:' .. id)
+if found == 1 then
+  drop(id)
+  redis.call('DEL', P .. ':t:' .. id)
+end
+local n, b = totals()
+return {found, n, b}
+"""
+)
+
+# ARGV: P now limit -> {expired, sessions, bytes}
+SWEEP = (
+    _PRELUDE
+    + """
+local expired = prune(tonumber(ARGV[2]), tonumber(ARGV[3]))
+local n, b = totals()
+return {expired, n, b}
+"""
+)
