@@ -8,7 +8,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from service import logs
-from service.app import create_app
+from service.app import begin_drain, create_app
+from service.drain import DrainingServer
 from service.settings import Settings
 
 
@@ -28,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, lambda: begin_drain(app), settings.drain_delay_s)
     server.run()
     return 0 if server.started else 3
 
