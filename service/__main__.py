@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         loop="uvloop",
         http="httptools",
+        ws_max_size=settings.limits.max_body_bytes,  # a bigger frame closes with 1009
+        ws_max_queue=8,  # frames buffered per connection before TCP pushes back
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
     server = DrainingServer(config, lambda: begin_drain(app), settings.drain_delay_s)

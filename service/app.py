@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from service.api import health, models, problems, sessions, v2
+from service.api import health, models, problems, sessions, streaming, v2
 from service.api.deps import KeyRing
 from service.api.middleware import RequestContext
 from service.engine import Engine
@@ -89,7 +89,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     app.state.keys = KeyRing(settings.api_keys())
     problems.install(app)
-    for router in (health.router, models.router, sessions.router, v2.router):
+    for router in (health.router, models.router, sessions.router, streaming.router, v2.router):
         app.include_router(router)
     if settings.security.cors_origins:
         app.add_middleware(

@@ -26,10 +26,10 @@ from service.errors import (
 )
 from service.metrics import Metrics
 from service.repository.registry import LoadedModel, Registry
-from service.runtime.compute import advance, rollout
+from service.runtime.compute import advance, forecast_step, rollout
 from service.settings import Settings
 from service.state.codec import decode_state, encode_state, state_target
-from service.state.store import Session, StateStore
+from service.state.store import Session, StateRows, StateStore
 
 Array = np.ndarray
 T = TypeVar("T")
@@ -275,6 +275,28 @@ class Engine:
 
     async def forecast(self, session_id: str, owner: str | None, horizon: int) -> tuple[Array, int]:
         """[horizon, O] predictions from the session's state, and its (unchanged) step."""
+        model, state, step = await self._forecast_start(session_id, owner, horizon)
+        return (await self._run(rollout, model, state, horizon))[0], step
+
+    async def forecast_stream(
+        self, session_id: str, owner: str | None, horizon: int
+    ) -> tuple[int, AsyncIterator[Array]]:
+        """Validate now, then compute the forecast one step at a time as it is consumed:
+        a consumer that stops (a client that went away) stops the computation."""
+        model, state, step = await self._forecast_start(session_id, owner, horizon)
+
+        async def rows() -> AsyncIterator[Array]:
+            current = state
+            yield current.last_y[0]
+            for _ in range(1, horizon):
+                current = await self._run(forecast_step, model, current)
+                yield current.last_y[0]
+
+        return step, rows()
+
+    async def _forecast_start(
+        self, session_id: str, owner: str | None, horizon: int
+    ) -> tuple[LoadedModel, StateRows, int]:
         session = await self.get_session(session_id, owner)
         model = self.registry.get(session.model, session.version)
         self._check_forecast(model, horizon)
@@ -286,7 +308,7 @@ class Engine:
         state = await self.store.load([session], model.layout)
         session.last_used = time.time()
         await self.store.touch(session)
-        return (await self._run(rollout, model, state, horizon))[0], session.step
+        return model, state, session.step
 
     def _check_forecast(self, model: LoadedModel, horizon: int) -> None:
         m = model.manifest

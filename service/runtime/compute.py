@@ -31,9 +31,14 @@ def rollout(model: LoadedModel, state: StateRows, horizon: int) -> Array:
     batch = state.last_y.shape[0]
     forecast = np.empty((batch, horizon, state.last_y.shape[1]), np.float64)
     forecast[:, 0] = state.last_y
-    has_prev = np.ones(batch, dtype=bool)
     for k in range(1, horizon):
-        raw = model.transform.feedback(forecast[:, k - 1])[:, None, :]
-        out, state = advance(model, raw, state, has_prev)
-        forecast[:, k] = out[:, 0]
+        state = forecast_step(model, state)
+        forecast[:, k] = state.last_y
     return forecast
+
+
+def forecast_step(model: LoadedModel, state: StateRows) -> StateRows:
+    """Feed the state's last prediction back in as the next input; its new last_y is the
+    prediction one step further."""
+    raw = model.transform.feedback(state.last_y)[:, None, :]
+    return advance(model, raw, state, np.ones(raw.shape[0], dtype=bool))[1]

@@ -1,0 +1,127 @@
+"""Streaming adapters: a WebSocket per session for steps, Server-Sent Events for forecasts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, WebSocket
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from service.api.arrays import steps_array
+from service.api.deps import EngineDep, KeyRing, OwnerDep
+from service.api.responses import problem
+from service.api.schemas import StepRequest
+from service.engine import Engine
+from service.errors import BadInput, Gone, MalformedRequest, NotFound, SeqServeError, Unauthorized
+
+router = APIRouter(tags=["streaming"])
+
+# Close codes: 1003 a binary frame (send JSON text), 1009 too big (the server's frame limit),
+# 4401 bad API key, 4404 no such session, 4410 the session expired or was deleted meanwhile.
+_CLOSE = {Unauthorized: 4401, NotFound: 4404, Gone: 4410}
+
+
+def _close_code(error: SeqServeError) -> int | None:
+    return next((code for kind, code in _CLOSE.items() if isinstance(error, kind)), None)
+
+
+def _error_frame(error: SeqServeError, message_id: Any) -> str:
+    body = problem(error.status, error.title, error.slug, error.detail, **error.extra)
+    return orjson.dumps({"error": body, "id": message_id}).decode()
+
+
+def _parse(text: str) -> tuple[StepRequest, Any]:
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"the message is not JSON: {exc}") from None
+    message_id = data.pop("id", None) if isinstance(data, dict) else None
+    try:
+        return StepRequest.model_validate(data), message_id
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "message"
+        raise BadInput(f"{where}: {first['msg']}") from None
+
+
+async def _serve(websocket: WebSocket, engine: Engine, session_id: str, owner: str | None) -> None:
+    """One message at a time: read, step, reply. A client that sends faster than the server
+    steps is held back by TCP (the server buffers a bounded number of frames)."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await websocket.close(1003, "send each step as a JSON text frame")
+            return
+        message_id = None
+        try:
+            request, message_id = _parse(text)
+            result = await engine.step(session_id, owner, steps_array(request.inputs), request.step)
+        except SeqServeError as error:
+            await websocket.send_text(_error_frame(error, message_id))
+            if (code := _close_code(error)) is not None:
+                await websocket.close(code, error.detail[:120])
+                return
+            continue
+        reply = {"outputs": result.outputs, "step": result.step, "replayed": result.replayed}
+        if message_id is not None:
+            reply["id"] = message_id
+        await websocket.send_text(orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+
+
+@router.websocket("/v1/sessions/{session_id}/stream")
+async def step_stream(websocket: WebSocket, session_id: str) -> None:
+    """Messages `{"inputs": [[..]], "step"?, "id"?}` in, `{"outputs", "step", "replayed"}` out,
+    in order; a bad message gets `{"error": problem}` and the connection stays open."""
+    engine: Engine = websocket.app.state.engine
+    keys: KeyRing = websocket.app.state.keys
+    await websocket.accept()
+    try:
+        owner = keys.owner(websocket.headers.get("x-api-key"))
+        await engine.get_session(session_id, owner)
+    except SeqServeError as error:
+        await websocket.send_text(_error_frame(error, None))
+        await websocket.close(_close_code(error) or 1008, error.detail[:120])
+        return
+    try:
+        await _serve(websocket, engine, session_id, owner)
+    except WebSocketDisconnect:
+        return  # steps already applied stay applied; a retry with its step index replays
+
+
+def _event(name: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id is not None else "")
+    return (
+        head.encode() + b"data: " + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
+    )
+
+
+@router.get(
+    "/v1/sessions/{session_id}/forecast/stream",
+    summary="Forecast N steps ahead as Server-Sent Events, one event per step",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def forecast_stream(
+    session_id: str,
+    horizon: Annotated[int, Query(ge=1, description="Steps ahead to forecast.")],
+    engine: EngineDep,
+    owner: OwnerDep,
+) -> StreamingResponse:
+    step, rows = await engine.forecast_stream(session_id, owner, horizon)
+
+    async def events() -> AsyncIterator[bytes]:
+        k = 0
+        async for row in rows:
+            yield _event("forecast", {"index": k, "forecast": row}, k)
+            k += 1
+        yield _event("end", {"horizon": horizon, "step": step})
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
