@@ -45,7 +45,13 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        extra={"request_id": request_id},
+    )
     body = problem(500, "Internal error", "internal", "The server failed; see its logs.")
     return Problem(body, status_code=500)
 

@@ -1,0 +1,179 @@
+"""The `seqserve` command: one entry point, one subcommand per row of `COMMANDS`.
+
+Each subcommand declares its arguments here and imports its implementation lazily inside its
+handler, so `seqserve --help` and the torch-free commands never import torch. To add a command,
+write `_add_<name>(parser)` and `_run_<name>(args) -> int` and add a `Command` row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+TRAIN_MODULES = {"torch", "onnx", "statsmodels", "pandas", "matplotlib", "tqdm"}
+TRAIN_HINT = 'missing {}: install seqserve[train] (pip install "seqserve[train]")'
+DEFAULT_REPOSITORY = "service/model_repository"
+DEFAULT_RUN = "runs/co2"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    needs_torch: bool = False
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=DEFAULT_RUN, help="run directory for the checkpoint")
+    p.add_argument("--plots", default="docs/img", help="directory for PNG plots")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (fixed: reproducible)")
+    p.add_argument("--max-epochs", type=int, default=150)
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience, epochs")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import time
+
+    from model.train import TrainConfig, format_metrics, train
+
+    cfg = TrainConfig(
+        out_dir=args.out,
+        plot_dir=None if args.no_plots else args.plots,
+        cell=args.cell,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        seed=args.seed,
+        threads=args.threads,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        lr=args.lr,
+        progress=not args.quiet,
+    )
+    started = time.perf_counter()
+    ckpt = train(cfg)
+    metrics = ckpt["metrics"]
+    assert isinstance(metrics, dict)
+    print(format_metrics(metrics))
+    print(
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
+        f"checkpoint {args.out}/checkpoint.pt; {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/checkpoint.pt")
+    p.add_argument("--repository", default=DEFAULT_REPOSITORY, help="model repository root")
+    p.add_argument("--name", default="co2")
+    p.add_argument("--version", default="1")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from model.export import export_checkpoint
+    from model.verify import VerificationError
+
+    try:
+        target = export_checkpoint(args.checkpoint, args.repository, args.name, args.version)
+    except FileNotFoundError as e:
+        print(f"export failed: {e} (run `seqserve train` first)", file=sys.stderr)
+        return 1
+    except VerificationError as e:
+        print(f"export failed verification: {e}", file=sys.stderr)
+        return 1
+    print(f"exported and verified {target}")
+    return 0
+
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_dir", help="a model version directory: <repository>/<name>/<version>")
+    p.add_argument(
+        "--checkpoint", help="also compare PyTorch, from this `seqserve train` checkpoint"
+    )
+    p.add_argument("--tol", type=float, default=1e-5, help="max abs error allowed")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from model.verify import VerificationError, verify_model_dir
+
+    runner = None
+    if args.checkpoint:
+        try:
+            from model.export import load_checkpoint, torch_runner
+        except ModuleNotFoundError as e:
+            if e.name not in TRAIN_MODULES:
+                raise
+            print(TRAIN_HINT.format(e.name) + " for --checkpoint", file=sys.stderr)
+            return 2
+        runner = torch_runner(load_checkpoint(args.checkpoint)[0])
+    try:
+        report = verify_model_dir(args.model_dir, torch_runner=runner, tol=args.tol)
+    except VerificationError as e:
+        print(f"FAILED {args.model_dir}: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="interface to bind (SEQSERVE_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (SEQSERVE_PORT; default 8000)")
+    p.add_argument(
+        "--model-repository", help="model repository (SEQSERVE_MODEL_REPOSITORY; default bundled)"
+    )
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from service.__main__ import main as serve
+
+    for flag, env in (("host", "HOST"), ("port", "PORT"), ("model_repository", "MODEL_REPOSITORY")):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[f"SEQSERVE_{env}"] = str(value)
+    return serve()
+
+
+COMMANDS: list[Command] = [
+    Command("train", "train the default CO2 forecaster", _add_train, _run_train, True),
+    Command("export", "export a checkpoint to ONNX + manifest", _add_export, _run_export, True),
+    Command("verify", "check a model directory", _add_verify, _run_verify),
+    Command("serve", "run the HTTP server (settings: SEQSERVE_* env)", _add_serve, _run_serve),
+]
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqserve", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cmd in commands:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cmd: Command = args._command
+    try:
+        return cmd.run(args)
+    except ModuleNotFoundError as e:
+        if cmd.needs_torch and e.name in TRAIN_MODULES:
+            print(TRAIN_HINT.format(e.name), file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
