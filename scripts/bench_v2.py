@@ -151,7 +151,9 @@ def measure(url: str, protocol: str, streams: int, seconds: float, model: str = 
             head = v2_request(seq_id, features)
             body = head + np.full(features, VALUE, np.float32).tobytes()
             jobs.append((f"/v2/models/{model}/infer", body, len(head)))
+    conn.close()
     data = _wrk(url, jobs, seconds)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80)
     for k in range(streams if protocol == "v2" else 0):
         _v2(conn, model, f"{tag}-{k}", features, end=True)
     conn.close()
