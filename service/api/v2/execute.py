@@ -56,6 +56,10 @@ async def execute(
     unknown = sorted(set(given) - known)
     if unknown:
         raise V2Error(f"unexpected inference input '{unknown[0]}' for model '{name}'")
+    answers = {sig.data_output.name, *([] if seq else [p.output for p in sig.state])}
+    for want in req.outputs or []:  # before anything runs: a refused request changes nothing
+        if want.name not in answers:
+            raise V2Error(f"unexpected inference output '{want.name}' for model '{name}'")
     data = given.get(sig.data_input.name)
     if data is None:
         raise V2Error(
@@ -81,10 +85,11 @@ async def execute(
         state = None
         if passed:
             shapes = [[p.layers, raw.shape[0], p.size] for p in sig.state]
-            state = [
-                _values(given[n], name, s).astype(np.float32).transpose(1, 0, 2)
-                for n, s in zip(states, shapes, strict=True)
-            ]
+            with np.errstate(over="ignore"):  # out of FP32 range: inf, refused by the engine
+                state = [
+                    _values(given[n], name, s).astype(np.float32).transpose(1, 0, 2)
+                    for n, s in zip(states, shapes, strict=True)
+                ]
         y, final = await engine.run_batch(name, model.manifest.version, raw, state)
         produced[sig.data_output.name] = y
         for pair, tensor in zip(sig.state, final, strict=True):
@@ -97,11 +102,7 @@ async def execute(
 def _output(
     model: LoadedModel, produced: dict[str, Array], want: Requested, binary: bool
 ) -> Output:
-    values = produced.get(want.name)
-    if values is None:
-        raise V2Error(
-            f"unexpected inference output '{want.name}' for model '{model.manifest.name}'"
-        )
+    values = produced[want.name]
     binary = binary if want.binary is None else want.binary
     if want.classes:
         m = model.manifest

@@ -211,3 +211,24 @@ def test_fuzzed_requests_never_fail_with_5xx(v2: TestClient, body: dict[str, Any
     assert response.status_code < 500, response.text
     if response.status_code != 200:
         assert isinstance(response.json()["error"], str)
+
+
+def test_a_refused_sequence_request_starts_nothing(v2: TestClient) -> None:
+    start = {**GOOD, "parameters": {"sequence_id": 77, "sequence_start": True}}
+    for bad in (
+        {**start, "outputs": [{"name": "hn"}]},
+        {**start, "outputs": [{"name": "y"}, {"name": "zz"}]},
+        {**start, "inputs": [{**GOOD["inputs"][0], "shape": [1, 3, 2]}]},
+    ):
+        _error(v2.post(URL, content=orjson.dumps(bad)), 400, "unexpected")
+    go_on = {**GOOD, "parameters": {"sequence_id": 77}}
+    _error(v2.post(URL, content=orjson.dumps(go_on)), 400, "must specify the START flag")
+
+
+def test_explicit_state_out_of_range_is_refused(v2: TestClient) -> None:
+    state = [
+        {"name": n, "datatype": "FP64", "shape": [2, 1, 8], "data": [1e300] * 16}
+        for n in ("h0", "c0")
+    ]
+    body = {"inputs": [GOOD["inputs"][0], *state]}
+    _error(v2.post(URL, content=orjson.dumps(body)), 400, "state contains NaN or Infinity")
