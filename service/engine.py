@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -193,7 +192,7 @@ class Engine:
             step, rows = decode_state(state, loaded.state_names, loaded.layout)
         now = time.time()
         session = Session(
-            id=session_id or secrets.token_urlsafe(18),
+            id=session_id or "",  # the store assigns a fresh id
             model=loaded.manifest.name,
             version=loaded.manifest.version,
             owner=owner,

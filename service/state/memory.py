@@ -1,4 +1,4 @@
-"""The in-process state store: metadata in a dict, state rows in per-version slabs."""
+"""The in-process state store: metadata in NumPy columns, state rows in per-version slabs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from service.errors import Gone, NotFound, Overloaded, SeqServeError
+import numpy as np
+
+from service.errors import Conflict, Gone, NotFound, Overloaded, SeqServeError
 from service.state.slab import Slab
-from service.state.store import Layout, Session, StateRows, StateStore
+from service.state.store import Layout, Replay, Session, StateRows, StateStore
+from service.state.table import SessionTable
 
 MAX_TOMBSTONES = 100_000
+_NO_DIGEST = np.zeros(16, np.uint8)
 
 
 class MemoryStateStore(StateStore):
@@ -24,8 +28,9 @@ class MemoryStateStore(StateStore):
         on_expired: Callable[[int], None] = lambda n: None,
         on_evicted: Callable[[int], None] = lambda n: None,
     ) -> None:
-        self._sessions: dict[str, Session] = {}
-        self._slabs: dict[tuple[str, str], Slab] = {}
+        self._table = SessionTable()
+        self._slabs: dict[int, Slab] = {}  # by model index in the table
+        self._long_replies: dict[int, np.ndarray] = {}  # slot -> outputs of a T > 1 request
         self._tombstones: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._max_sessions = max_sessions
         self._max_bytes = max_state_bytes
@@ -36,32 +41,92 @@ class MemoryStateStore(StateStore):
         self._on_evicted = on_evicted
         self._bytes = 0
 
-    def _slab(self, session: Session, layout: Layout) -> Slab:
-        key = (session.model, session.version)
-        slab = self._slabs.get(key)
-        if slab is None:
-            slab = self._slabs[key] = Slab(layout)
-        return slab
+    # -- slots <-> sessions ------------------------------------------------------------------
 
-    def _evict_one(self) -> bool:
-        """Drop the least recently used session idle for over `evict_idle_s`, if any."""
-        if self._evict_idle_s <= 0 or not self._sessions:
-            return False
-        oldest = min(self._sessions.values(), key=lambda s: s.last_used)
-        if time.time() - oldest.last_used < self._evict_idle_s:
-            return False
-        self._bury([oldest], "evicted")
-        self._on_evicted(1)
-        return True
+    def _slab_of(self, slot: int) -> Slab:
+        return self._slabs[int(self._table.cols["model"][slot])]
+
+    def _session(self, slot: int) -> Session:
+        c = self._table.cols
+        model, version = self._table.models[int(c["model"][slot])]
+        owner = int(c["owner"][slot])
+        step = int(c["step"][slot])
+        session = Session(
+            id=self._table.session_id(slot),
+            model=model,
+            version=version,
+            owner=None if owner < 0 else self._table.owners[owner],
+            step=step,
+            created_at=float(c["created_at"][slot]),
+            last_used=float(c["last_used"][slot]),
+            idle_ttl_s=float(c["idle_ttl_s"][slot]),
+            ttl_s=float(c["ttl_s"][slot]),
+            row=slot,
+        )
+        length = int(c["replay_len"][slot])
+        if length:
+            row = int(c["row"][slot])
+            outputs = self._long_replies.get(slot)
+            if outputs is None:
+                outputs = self._slab_of(slot).replies[row][None].copy()
+            digest = c["replay_digest"][slot].tobytes()
+            session.replay = Replay(step - length, digest, outputs)
+        return session
+
+    def _write_meta(self, slot: int, session: Session) -> None:
+        c = self._table.cols
+        c["step"][slot] = session.step
+        c["last_used"][slot] = session.last_used
+        replay = session.replay
+        self._long_replies.pop(slot, None)
+        if replay is None:
+            c["replay_len"][slot] = 0
+            c["replay_digest"][slot] = _NO_DIGEST
+            return
+        c["replay_len"][slot] = replay.outputs.shape[0]
+        c["replay_digest"][slot] = np.frombuffer(replay.digest, np.uint8)
+        if replay.outputs.shape[0] == 1:
+            self._slab_of(slot).replies[int(c["row"][slot])] = replay.outputs[0]
+        else:
+            self._long_replies[slot] = replay.outputs
+
+    def _is_current(self, session: Session) -> bool:
+        """Still the live session this object was read from (its slot not reused since)."""
+        slot, c = session.row, self._table.cols
+        return (
+            0 <= slot < self._table.capacity
+            and bool(c["live"][slot])
+            and float(c["created_at"][slot]) == session.created_at
+            and self._table.session_id(slot) == session.id
+        )
+
+    # -- admission -------------------------------------------------------------------------
 
     def _over_cap(self, layout: Layout) -> str | None:
-        if len(self._sessions) >= self._max_sessions:
+        if self._table.count >= self._max_sessions:
             return f"session cap reached ({self._max_sessions} live sessions)"
         if self._bytes + layout.nbytes > self._max_bytes:
             return f"state memory cap reached ({self._max_bytes} bytes)"
         return None
 
+    def _evict_one(self) -> bool:
+        """Drop the least recently used session idle for over `evict_idle_s`, if any."""
+        if self._evict_idle_s <= 0 or not self._table.count:
+            return False
+        c = self._table.cols
+        last_used = np.where(c["live"], c["last_used"], np.inf)
+        slot = int(np.argmin(last_used))
+        if time.time() - last_used[slot] < self._evict_idle_s:
+            return False
+        self._bury([slot], "evicted")
+        self._on_evicted(1)
+        return True
+
+    # -- the StateStore interface ------------------------------------------------------------
+
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
+        if session.id and session.id in self._table.named:
+            raise Conflict(f"session {session.id} already exists", session_id=session.id)
         while (full := self._over_cap(layout)) and self._evict_one():
             pass
         if full:
@@ -71,91 +136,107 @@ class MemoryStateStore(StateStore):
                 max_sessions=self._max_sessions,
                 max_state_bytes=self._max_bytes,
             )
-        slab = self._slab(session, layout)
-        session.row = slab.alloc()
+        model = self._table.model_index((session.model, session.version))
+        slab = self._slabs.setdefault(model, Slab(layout))
+        slot, session.id = self._table.alloc(session.id or None)
+        session.row = slot
+        c = self._table.cols
+        c["model"][slot] = model
+        c["owner"][slot] = self._table.owner_index(session.owner)
+        c["row"][slot] = row = slab.alloc()
+        for key in ("created_at", "idle_ttl_s", "ttl_s"):
+            c[key][slot] = getattr(session, key)
+        self._write_meta(slot, session)
         if state is not None:
-            slab.scatter([session.row], state)
-        self._sessions[session.id] = session
+            slab.scatter([row], state)
         self._bytes += layout.nbytes
 
     async def get(self, session_id: str) -> Session:
-        session = self._sessions.get(session_id)
-        if session is None:
+        slot = self._table.find(session_id)
+        if slot is None:
             until, reason = self._tombstones.get(session_id, (0.0, ""))
             if until > time.time():
                 raise Gone(
                     f"session {session_id} was {reason}", session_id=session_id, reason=reason
                 )
             raise NotFound(f"no session {session_id}", session_id=session_id)
+        session = self._session(slot)
         if session.expires_at <= time.time():
-            self._expire([session])
+            self._bury([slot], "expired")
+            self._on_expired(1)
             raise Gone(f"session {session_id} was expired", session_id=session_id, reason="expired")
         return session
 
     async def sessions_of(self, owner: str | None) -> list[Session]:
-        now = time.time()
-        return [
-            s
-            for s in self._sessions.values()
-            if (owner is None or s.owner == owner) and s.expires_at > now
-        ]
+        slots = np.flatnonzero(self._live_unexpired(time.time()))
+        if owner is not None:
+            index = self._table.find_owner(owner)
+            slots = slots[self._table.cols["owner"][slots] == index]
+        return [self._session(int(slot)) for slot in slots]
 
     async def load(self, sessions: list[Session], layout: Layout) -> StateRows:
-        return self._slab(sessions[0], layout).gather([s.row for s in sessions])
+        rows = [int(self._table.cols["row"][s.row]) for s in sessions]
+        return self._slab_of(sessions[0].row).gather(rows)
 
     async def save(
         self, sessions: list[Session], layout: Layout, state: StateRows, expected: list[int]
     ) -> list[SeqServeError | None]:
         # a session deleted, expired or evicted while its step ran must not be written:
         # its row may already belong to another session
-        live = [self._sessions.get(s.id) is s for s in sessions]
-        if all(live):
-            self._slab(sessions[0], layout).scatter([s.row for s in sessions], state)
-            return [None] * len(sessions)
+        live = [self._is_current(s) for s in sessions]
         idx = [i for i, ok in enumerate(live) if ok]
         if idx:
-            rows = StateRows([t[idx] for t in state.tensors], state.prev_x[idx], state.last_y[idx])
-            self._slab(sessions[0], layout).scatter([sessions[i].row for i in idx], rows)
+            rows = [int(self._table.cols["row"][sessions[i].row]) for i in idx]
+            picked = StateRows(
+                [t[idx] for t in state.tensors], state.prev_x[idx], state.last_y[idx]
+            )
+            self._slab_of(sessions[idx[0]].row).scatter(rows, picked)
+            for i in idx:
+                self._write_meta(sessions[i].row, sessions[i])
         return [
             None if ok else Gone(f"session {s.id} ended while its step ran", session_id=s.id)
             for s, ok in zip(sessions, live, strict=True)
         ]
 
     async def touch(self, session: Session) -> None:
-        return None  # metadata objects are shared: nothing to write back
+        if self._is_current(session):
+            self._table.cols["last_used"][session.row] = session.last_used
 
     async def delete(self, session_id: str) -> None:
-        session = self._sessions.pop(session_id, None)
-        if session is None:
+        slot = self._table.find(session_id)
+        if slot is None:
             raise NotFound(f"no session {session_id}", session_id=session_id)
-        self._release(session)
+        self._release(slot)
 
-    def _release(self, session: Session) -> None:
-        slab = self._slabs[(session.model, session.version)]
-        slab.free(session.row)
+    def _release(self, slot: int) -> None:
+        slab = self._slab_of(slot)
+        slab.free(int(self._table.cols["row"][slot]))
+        self._long_replies.pop(slot, None)
+        self._table.free(slot)
         self._bytes -= slab.layout.nbytes
 
-    def _bury(self, sessions: list[Session], reason: str) -> None:
+    def _bury(self, slots: list[int], reason: str) -> None:
         until = time.time() + self._tombstone_ttl
-        for session in sessions:
-            del self._sessions[session.id]
-            self._release(session)
-            self._tombstones[session.id] = (until, reason)
+        for slot in slots:
+            self._tombstones[self._table.session_id(slot)] = (until, reason)
+            self._release(slot)
         while len(self._tombstones) > MAX_TOMBSTONES:
             self._tombstones.popitem(last=False)
 
-    def _expire(self, sessions: list[Session]) -> None:
-        self._bury(sessions, "expired")
-        self._on_expired(len(sessions))
+    def _live_unexpired(self, now: float) -> np.ndarray:
+        c = self._table.cols
+        expires = np.minimum(c["created_at"] + c["ttl_s"], c["last_used"] + c["idle_ttl_s"])
+        return c["live"] & (expires > now)  # type: ignore[no-any-return]
 
     async def sweep(self) -> int:
         now = time.time()
-        expired = [s for s in self._sessions.values() if s.expires_at <= now]
-        if expired:
-            self._expire(expired)
+        expired = np.flatnonzero(self._table.cols["live"] & ~self._live_unexpired(now))
+        if expired.size:
+            self._bury([int(s) for s in expired], "expired")
+            self._on_expired(int(expired.size))
         while self._tombstones and next(iter(self._tombstones.values()))[0] <= now:
             self._tombstones.popitem(last=False)
-        return len(expired)
+        return int(expired.size)
 
     def stats(self) -> tuple[int, int]:
-        return len(self._sessions), self._bytes
+        return self._table.count, self._bytes

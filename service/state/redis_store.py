@@ -31,7 +31,7 @@ from service.errors import (
 )
 from service.state import redis_lua
 from service.state.packing import pack_replay, pack_rows, unpack_replay, unpack_rows
-from service.state.store import Layout, Session, StateRows, StateStore
+from service.state.store import Layout, Session, StateRows, StateStore, fresh_id
 
 _META = struct.Struct("<ddd")  # created_at, idle_ttl_s, ttl_s
 _SWEEP_BATCH = 1000
@@ -105,6 +105,7 @@ class RedisStateStore(StateStore):
         return [_ms(session.expires_at - now), _ms(session.expires_at)]
 
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
+        session.id = session.id or fresh_id()
         rows = pack_rows(state if state is not None else layout.zeros(1), layout)
         now = time.time()
         meta = _META.pack(session.created_at, session.idle_ttl_s, session.ttl_s)

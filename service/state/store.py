@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,12 +75,20 @@ class Layout:
         )
 
 
+def fresh_id() -> str:
+    """A random session id: 144 bits, URL-safe."""
+    return secrets.token_urlsafe(18)
+
+
 class StateStore(abc.ABC):
     """Where sessions live. Raises NotFound / Gone / Overloaded from service.errors."""
 
     @abc.abstractmethod
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
-        """Admit a new session (429 beyond the caps) with zero or the given state."""
+        """Admit a new session (429 beyond the caps) with zero or the given state.
+
+        An empty `session.id` asks the store to assign a fresh unguessable id (>= 128 random
+        bits); a given id must not name a live session (Conflict)."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> Session:

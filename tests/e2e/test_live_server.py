@@ -51,7 +51,9 @@ def test_concurrent_unindexed_steps_are_serialized(start_server: StartServer, re
     server = start_server()
     exp = Expected(repo / "diffed" / "2")
     rng = np.random.default_rng(5)
-    chunks = [315 + rng.normal(0, 1, (int(rng.integers(1, 5)), 1)) for _ in range(20)]
+    chunks = [
+        315 + rng.normal(0, 1, (int(rng.integers(1, 5)), 1)) for _ in range(12)
+    ]  # under the 16-waiter cap
 
     async def run() -> tuple[str, list[httpx.Response]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:

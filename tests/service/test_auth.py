@@ -54,7 +54,7 @@ def test_owner_is_a_digest_not_the_key(make_client: MakeClient, tmp_path: Path) 
     client = _keyed(make_client, tmp_path)
     sid = client.post("/v1/sessions", json={"model": "diffed"}, headers=A).json()["id"]
     engine = client.app.state.engine  # type: ignore[attr-defined]
-    owner = engine.store._sessions[sid].owner
+    owner = client.portal.call(engine.store.get, sid).owner  # type: ignore[union-attr]
     assert owner
     assert "key-a" not in owner
     assert len(owner) == 32
