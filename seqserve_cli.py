@@ -145,11 +145,35 @@ def _run_serve(args: argparse.Namespace) -> int:
     return serve()
 
 
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    # every argument goes to scripts/bench.py untouched (`seqserve bench --help` shows them):
+    # with "+" as the only prefix, argparse reads "--quick" as a plain value, not an option
+    p.prefix_chars = "+"
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="scripts/bench.py's options")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "scripts" / "bench.py"
+    if not script.is_file():
+        print(
+            f"seqserve bench runs from a source checkout: {script} is missing "
+            "(clone the repository and install it with `pip install -e .`)",
+            file=sys.stderr,
+        )
+        return 2
+    bench = runpy.run_path(str(script), run_name="seqserve_bench")
+    return int(bench["main"](args.bench_args, prog="seqserve bench"))
+
+
 COMMANDS: list[Command] = [
     Command("train", "train the default CO2 forecaster", _add_train, _run_train, True),
     Command("export", "export a checkpoint to ONNX + manifest", _add_export, _run_export, True),
     Command("verify", "check a model directory", _add_verify, _run_verify),
     Command("serve", "run the HTTP server (settings: SEQSERVE_* env)", _add_serve, _run_serve),
+    Command("bench", "run the benchmarks (from a source checkout)", _add_bench, _run_bench),
 ]
 
 

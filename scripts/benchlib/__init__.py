@@ -1,0 +1,1 @@
+"""Pieces of `scripts/bench.py`: servers, load generators, probes and the report."""
