@@ -228,14 +228,14 @@ class Engine:
     async def step(
         self, session_id: str, owner: str | None, raw: Array, expected: int | None
     ) -> StepResult:
-        session = await self.get_session(session_id, owner)
-        model = self.registry.get(session.model, session.version)
-        raw = self._check_steps(model, raw, self.settings.limits.max_steps_per_request)
-        digest = _digest(raw)
         await self._acquire(session_id)
         handed_over = False
         try:
+            # one read, under the lock: with Redis each read is a round trip
             session = await self.get_session(session_id, owner)
+            model = self.registry.get(session.model, session.version)
+            raw = self._check_steps(model, raw, self.settings.limits.max_steps_per_request)
+            digest = _digest(raw)
             if expected is not None and expected != session.step:
                 return self._replay(session, expected, digest)
             future = self._batcher(model).submit(StepJob(session, raw, digest))
