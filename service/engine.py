@@ -136,6 +136,9 @@ class Engine:
             )
         if not np.isfinite(raw).all():
             raise BadInput("inputs contain NaN or Infinity")
+        bound = model.transform.max_abs
+        if np.abs(raw).max() > bound:
+            raise BadInput(f"inputs must lie within ±{bound:.3g} for this model", max_abs=bound)
         return raw
 
     # -- sessions --------------------------------------------------------------------------
@@ -190,6 +193,9 @@ class Engine:
         step, rows = 0, None
         if state is not None:
             step, rows = decode_state(state, loaded.state_names, loaded.layout)
+            limit = loaded.transform.max_abs
+            if max(np.abs(rows.prev_x).max(), np.abs(rows.last_y).max()) > limit:
+                raise BadInput(f"state.prev_x and state.last_y must lie within ±{limit:.3g}")
         now = time.time()
         session = Session(
             id=session_id or "",  # the store assigns a fresh id

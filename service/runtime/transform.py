@@ -18,6 +18,10 @@ class Transform:
         self.mean = np.array([f.mean for f in feats], dtype=np.float64)
         self.std = np.array([f.std for f in feats], dtype=np.float64)
         self.uses_carry = bool(self.diff.any())
+        # largest |raw value| whose preprocessed form (a difference of two such values, scaled)
+        # still fits in float32
+        f32_max = float(np.finfo(np.float32).max)
+        self.max_abs = float(np.min((f32_max * self.std - np.abs(self.mean)) / 4))
         mapped = [(j, o.feature) for j, o in enumerate(manifest.outputs) if o.feature is not None]
         self._out_idx = np.array([j for j, _ in mapped], dtype=np.intp)
         self._out_feat = np.array([k for _, k in mapped], dtype=np.intp)

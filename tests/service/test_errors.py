@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.state.codec import decode_state, encode_state
 from tests.service.conftest import MakeClient, new_session, step
 
 BAD_STEPS: list[tuple[Any, int, str]] = [
@@ -109,3 +110,22 @@ def test_other_sessions_are_untouched_by_bad_requests(client: TestClient) -> Non
     for body, _, _ in BAD_STEPS:
         client.post(f"/v1/sessions/{bad}/steps", json=body)
     assert client.get(f"/v1/sessions/{good}/state").json() == before
+
+
+def test_values_beyond_the_models_range_are_refused(client: TestClient) -> None:
+    sid = new_session(client)["id"]
+    r = step(client, sid, [[1e39]])
+    assert r.status_code == 422
+    assert "max_abs" in r.json()
+    predict = client.post("/v1/models/diffed/predict", json={"inputs": [[[-1e300]]]})
+    assert predict.status_code == 422
+    step(client, sid, [[315.0]])
+    doc = client.get(f"/v1/sessions/{sid}/state").json()
+    model = client.app.state.engine.registry.get("diffed")  # type: ignore[attr-defined]
+    step_index, rows = decode_state(doc, model.state_names, model.layout)
+    rows.prev_x[:] = 1e300  # a well-formed document (valid checksum) with an absurd carry
+    forged = encode_state("diffed", "2", step_index, model.state_names, rows)
+    r = client.post("/v1/sessions", json={"state": forged})
+    assert r.status_code == 422
+    assert "prev_x" in r.json()["detail"]
+    assert client.get(f"/v1/sessions/{sid}").json()["step"] == 1

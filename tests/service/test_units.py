@@ -11,6 +11,7 @@ from service.runtime.transform import Transform
 from service.state.codec import decode_state, encode_state
 from service.state.slab import Slab
 from service.state.store import Layout
+from service.state.table import SessionTable, decode_id, encode_id
 
 MANIFEST = {
     "name": "m",
@@ -104,3 +105,35 @@ def test_state_codec_round_trips_exactly_and_detects_damage() -> None:
     ):
         with pytest.raises(BadInput):
             decode_state(broken, ["h0", "c0"], layout)
+
+
+def test_session_ids_name_their_slot_and_need_the_secret() -> None:
+    table = SessionTable(capacity=2)
+    slots = [table.alloc(None) for _ in range(5)]  # grows twice
+    assert table.capacity == 8
+    for slot, sid in slots:
+        assert len(sid) == 27
+        assert table.find(sid) == slot
+        assert decode_id(sid) is not None
+    slot, sid = slots[0]
+    forged = encode_id(slot, b"\0" * 16)
+    assert table.find(forged) is None
+    assert table.find(sid[:-1] + ("A" if sid[-1] != "A" else "B")) is None
+    for junk in ("", "x", "!" * 27, "a" * 100):
+        assert table.find(junk) is None
+    table.free(slot)
+    assert table.find(sid) is None
+    again, new_sid = table.alloc(None)
+    assert again == slot  # the slot is reused under a new secret
+    assert new_sid != sid
+    assert table.find(sid) is None
+
+
+def test_adapter_chosen_ids_live_beside_generated_ones() -> None:
+    table = SessionTable(capacity=4)
+    slot, sid = table.alloc("v2-abc")
+    assert sid == "v2-abc"
+    assert table.find("v2-abc") == slot
+    assert table.find(encode_id(slot, table.cols["secret"][slot].tobytes())) is None
+    table.free(slot)
+    assert table.find("v2-abc") is None
