@@ -2,7 +2,8 @@
 
 Keys under the prefix P (passed as ARGV[1]):
   P:s:<id>    hash  model, version, owner, meta (<ddd created, idle ttl, ttl), lu (last used),
-                    step, state (packed row), replay (packed last reply); PEXPIRE = time left
+                    step, rev (commits so far), state (packed row), replay (packed last reply);
+                    PEXPIRE = the time left under both TTLs
   P:t:<id>    str   tombstone "expired" | "evicted"; outlives P:s:<id> by the tombstone TTL
   P:live      zset  id -> deadline (epoch ms): counts live sessions across replicas
   P:idle      zset  id -> last use (epoch ms): least recently used first, for eviction
@@ -76,7 +77,7 @@ while true do
   evicted = evicted + 1
 end
 redis.call('HSET', key, 'model', ARGV[8], 'version', ARGV[9], 'owner', ARGV[7],
-  'meta', ARGV[10], 'lu', ARGV[11], 'step', ARGV[12], 'state', ARGV[13])
+  'meta', ARGV[10], 'lu', ARGV[11], 'step', ARGV[12], 'rev', 0, 'state', ARGV[13])
 if ARGV[14] ~= '' then redis.call('HSET', key, 'replay', ARGV[14]) end
 redis.call('PEXPIRE', key, ARGV[15])
 redis.call('SET', P .. ':t:' .. id, 'expired', 'PX', tonumber(ARGV[15]) + tonumber(ARGV[17]))
@@ -91,23 +92,27 @@ return {1, evicted, expired, n, b}
 )
 
 # ARGV: P now tombstone_ms, then per session: id expected step lu state replay expire_ms
-#       deadline_ms -> per session: -1 committed, -2 expired, -3 no such session,
-#       a tombstone reason (gone), or the current step (a compare-and-set conflict)
+#       deadline_ms rev -> per session: -1 committed, -2 expired, -3 no such session,
+#       a tombstone reason (gone), or the current step (a compare-and-set conflict).
+# The step index is the compare-and-set; `rev` (when given: the revision the caller read the
+# state at) also catches a reset and re-step to the same index in between (ABA).
 SAVE = """
 local P, now, tomb = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
-for i = 4, #ARGV, 8 do
+for i = 4, #ARGV, 9 do
   local id, ttl = ARGV[i], tonumber(ARGV[i + 6])
   local key = P .. ':s:' .. id
   local cur = redis.call('HGET', key, 'step')
   if not cur then
     out[#out + 1] = redis.call('GET', P .. ':t:' .. id) or -3
-  elseif cur ~= ARGV[i + 1] then
+  elseif cur ~= ARGV[i + 1]
+      or (ARGV[i + 8] ~= '' and redis.call('HGET', key, 'rev') ~= ARGV[i + 8]) then
     out[#out + 1] = tonumber(cur)
   elseif ttl <= 0 then
     out[#out + 1] = -2
   else
     redis.call('HSET', key, 'step', ARGV[i + 2], 'lu', ARGV[i + 3], 'state', ARGV[i + 4])
+    redis.call('HINCRBY', key, 'rev', 1)
     if ARGV[i + 5] == '' then
       redis.call('HDEL', key, 'replay')
     else

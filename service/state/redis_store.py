@@ -3,43 +3,36 @@
 The layout and the atomic scripts are in `redis_lua.py`. A session's hash expires by itself
 (PEXPIRE set to the time left under both TTLs, refreshed on each use); a tombstone key that
 outlives it by `tombstone_ttl_s` keeps an expired id answering 410 rather than 404.
+
+A step costs two round trips: get() (one HGETALL: metadata, state row and revision, read
+atomically) and the batch's SAVE script, a compare-and-set on the step index and revision
+that get() read. load() reuses the row get() read, so a batch needs no third trip.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from service.errors import (
-    Conflict,
-    Gone,
-    NotFound,
-    Overloaded,
-    SeqServeError,
-    StepConflict,
-    Unavailable,
-)
+from service.errors import Gone, NotFound, SeqServeError
 from service.state import redis_lua
-from service.state.packing import pack_replay, pack_rows, unpack_replay, unpack_rows
+from service.state.packing import pack_replay, pack_rows, unpack_rows
+from service.state.redis_codec import (
+    META,
+    connect,
+    decode_session,
+    missing,
+    ms,
+    reachable,
+    refusal,
+    save_error,
+)
 from service.state.store import Layout, Session, StateRows, StateStore, fresh_id
 
-_META = struct.Struct("<ddd")  # created_at, idle_ttl_s, ttl_s
 _SWEEP_BATCH = 1000
 _LIST_BATCH = 500
-
-
-def _ms(seconds: float) -> int:
-    return math.floor(seconds * 1000)
+_FRESH = 4096  # sessions whose get() is remembered for the load()/save() that follow
 
 
 class RedisStateStore(StateStore):
@@ -54,44 +47,29 @@ class RedisStateStore(StateStore):
         evict_idle_s: float = 0.0,
         on_expired: Callable[[int], None] = lambda n: None,
         on_evicted: Callable[[int], None] = lambda n: None,
-        max_connections: int = 64,
+        max_connections: int = 1024,
     ) -> None:
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=5,
-            socket_connect_timeout=1.0,
-            socket_timeout=5.0,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), 2),
-        )
-        self._redis = Redis.from_pool(pool)
+        self._redis = connect(url, max_connections)
         self._p = prefix
         self._max_sessions = max_sessions
         self._max_bytes = max_state_bytes
         self._retry_after = retry_after_s
-        self._tomb_ms = _ms(tombstone_ttl_s)
-        self._evict_ms = _ms(evict_idle_s)
+        self._tomb_ms = ms(tombstone_ttl_s)
+        self._evict_ms = ms(evict_idle_s)
         self._on_expired = on_expired
         self._on_evicted = on_evicted
         self._totals = (0, 0)
+        # what get() read, for the load() and save() that usually follow: id -> (step, x)
+        self._rows: dict[str, tuple[int, bytes]] = {}  # the state row at that step
+        self._revs: dict[str, tuple[int, bytes]] = {}  # the commit count at that step
         scripts = (redis_lua.CREATE, redis_lua.SAVE, redis_lua.TOUCH, redis_lua.DELETE)
         self._create, self._save, self._touch, self._delete = map(
             self._redis.register_script, scripts
         )
         self._sweep = self._redis.register_script(redis_lua.SWEEP)
 
-    @contextmanager
-    def _reachable(self) -> Iterator[None]:
-        """Redis being down or restarting is a 503 with Retry-After, not a 500."""
-        try:
-            yield
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise Unavailable(
-                "the session store (Redis) is unreachable; retry shortly", self._retry_after
-            ) from exc
-
     async def ping(self) -> None:
-        with self._reachable():
+        with reachable(self._retry_after):
             await self._redis.ping()
 
     async def close(self) -> None:
@@ -102,36 +80,25 @@ class RedisStateStore(StateStore):
 
     def _expiry(self, session: Session, now: float) -> list[Any]:
         """[time left in ms (PEXPIRE), deadline in epoch ms (P:live score)]."""
-        return [_ms(session.expires_at - now), _ms(session.expires_at)]
+        return [ms(session.expires_at - now), ms(session.expires_at)]
 
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
         session.id = session.id or fresh_id()
         rows = pack_rows(state if state is not None else layout.zeros(1), layout)
         now = time.time()
-        meta = _META.pack(session.created_at, session.idle_ttl_s, session.ttl_s)
+        meta = META.pack(session.created_at, session.idle_ttl_s, session.ttl_s)
         replay = pack_replay(session.replay) if session.replay is not None else b""
-        evict_before = _ms(now) - self._evict_ms if self._evict_ms > 0 else 0
-        args: list[Any] = [self._p, session.id, _ms(now), self._max_sessions, self._max_bytes]
+        evict_before = ms(now) - self._evict_ms if self._evict_ms > 0 else 0
+        args: list[Any] = [self._p, session.id, ms(now), self._max_sessions, self._max_bytes]
         args += [layout.nbytes, session.owner or "", session.model, session.version, meta]
         args += [repr(session.last_used), session.step, rows[0], replay]
         args += [*self._expiry(session, now), self._tomb_ms, evict_before]
-        with self._reachable():
+        with reachable(self._retry_after):
             created, evicted, expired, *totals = await self._create(args=args)
         self._count(expired, evicted, totals)
         if not created:
-            why = totals[2].decode()
-            if why == "exists":
-                raise Conflict(f"session {session.id} already exists", session_id=session.id)
-            detail = (
-                f"session cap reached ({self._max_sessions} live sessions)"
-                if why == "sessions"
-                else f"state memory cap reached ({self._max_bytes} bytes)"
-            )
-            raise Overloaded(
-                detail,
-                self._retry_after,
-                max_sessions=self._max_sessions,
-                max_state_bytes=self._max_bytes,
+            raise refusal(
+                totals[2], session.id, self._max_sessions, self._max_bytes, self._retry_after
             )
 
     def _count(self, expired: int, evicted: int, totals: list[Any]) -> None:
@@ -141,45 +108,28 @@ class RedisStateStore(StateStore):
             self._on_evicted(evicted)
         self._totals = (int(totals[0]), int(totals[1]))
 
-    def _decode(self, session_id: str, fields: dict[bytes, bytes]) -> Session:
-        created_at, idle_ttl_s, ttl_s = _META.unpack(fields[b"meta"])
-        replay = fields.get(b"replay")
-        return Session(
-            id=session_id,
-            model=fields[b"model"].decode(),
-            version=fields[b"version"].decode(),
-            owner=fields[b"owner"].decode() or None,
-            step=int(fields[b"step"]),
-            created_at=created_at,
-            last_used=float(fields[b"lu"]),
-            idle_ttl_s=idle_ttl_s,
-            ttl_s=ttl_s,
-            replay=unpack_replay(replay) if replay else None,
-        )
-
     async def get(self, session_id: str) -> Session:
-        with self._reachable():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self._key(session_id))
-                pipe.get(f"{self._p}:t:{session_id}")
-                fields, tomb = await pipe.execute()
+        with reachable(self._retry_after):
+            # bytes throughout: the client never decodes (decode_responses is off)
+            fields = cast(dict[bytes, bytes], await self._redis.hgetall(self._key(session_id)))
+            tomb = None if fields else await self._redis.get(f"{self._p}:t:{session_id}")
         if not fields:
-            if tomb:
-                reason = tomb.decode()
-                raise Gone(
-                    f"session {session_id} was {reason}", session_id=session_id, reason=reason
-                )
-            raise NotFound(f"no session {session_id}", session_id=session_id)
-        session = self._decode(session_id, fields)
+            raise missing(session_id, tomb)
+        session = decode_session(session_id, fields)
         if session.expires_at <= time.time():
             raise Gone(f"session {session_id} was expired", session_id=session_id, reason="expired")
+        if len(self._revs) >= _FRESH:
+            self._rows.clear()
+            self._revs.clear()
+        self._rows[session_id] = (session.step, fields[b"state"])
+        self._revs[session_id] = (session.step, fields.get(b"rev", b""))
         return session
 
     async def sessions_of(self, owner: str | None) -> list[Session]:
         now = time.time()
-        with self._reachable():
+        with reachable(self._retry_after):
             if owner is None:
-                raw_ids = await self._redis.zrangebyscore(f"{self._p}:live", _ms(now), "+inf")
+                raw_ids = await self._redis.zrangebyscore(f"{self._p}:live", ms(now), "+inf")
             else:
                 raw_ids = sorted(await self._redis.smembers(f"{self._p}:own:{owner}"))
             ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
@@ -190,17 +140,25 @@ class RedisStateStore(StateStore):
                     for session_id in chunk:
                         pipe.hgetall(self._key(session_id))
                     replies = await pipe.execute()
-                found += [self._decode(i, f) for i, f in zip(chunk, replies, strict=True) if f]
+                found += [decode_session(i, f) for i, f in zip(chunk, replies, strict=True) if f]
         return [s for s in found if (owner is None or s.owner == owner) and s.expires_at > now]
 
     async def load(self, sessions: list[Session], layout: Layout) -> StateRows:
-        """Rows in one round trip. A row gone meanwhile loads as zeros (save() then refuses
-        it); a lone session that is gone raises its 404/410 instead."""
-        with self._reachable():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for session in sessions:
-                    pipe.hget(self._key(session.id), "state")
-                blobs: list[bytes | None] = await pipe.execute()
+        """Rows in at most one round trip: a row that get() read with the session's current
+        step is that step's state (one atomic HGETALL), so it is used as is. A row gone
+        meanwhile loads as zeros (save() then refuses it); a lone one raises its 404/410."""
+        blobs: list[bytes | None] = []
+        for session in sessions:
+            step, row = self._rows.pop(session.id, (-1, b""))
+            blobs.append(row if step == session.step else None)
+        missing = [i for i, blob in enumerate(blobs) if blob is None]
+        if missing:
+            with reachable(self._retry_after):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for i in missing:
+                        pipe.hget(self._key(sessions[i].id), "state")
+                    for i, blob in zip(missing, await pipe.execute(), strict=True):
+                        blobs[i] = blob
         if len(sessions) == 1 and blobs[0] is None:
             await self.get(sessions[0].id)
             raise Gone(f"session {sessions[0].id} ended", session_id=sessions[0].id)
@@ -212,23 +170,24 @@ class RedisStateStore(StateStore):
     ) -> list[SeqServeError | None]:
         rows = pack_rows(state, layout)
         now = time.time()
-        args: list[Any] = [self._p, _ms(now), self._tomb_ms]
+        args: list[Any] = [self._p, ms(now), self._tomb_ms]
         for session, row, before in zip(sessions, rows, expected, strict=True):
             replay = pack_replay(session.replay) if session.replay is not None else b""
+            read_at, rev = self._revs.pop(session.id, (-1, b""))
             args += [session.id, before, session.step, repr(session.last_used), row, replay]
-            args += self._expiry(session, now)
-        with self._reachable():
+            args += [*self._expiry(session, now), rev if read_at == before else b""]
+        with reachable(self._retry_after):
             codes = await self._save(args=args)
-        return [_save_error(s, code) for s, code in zip(sessions, codes, strict=True)]
+        return [save_error(s.id, code) for s, code in zip(sessions, codes, strict=True)]
 
     async def touch(self, session: Session) -> None:
         now = time.time()
-        args: list[Any] = [self._p, _ms(now), self._tomb_ms, session.id, repr(session.last_used)]
-        with self._reachable():
+        args: list[Any] = [self._p, ms(now), self._tomb_ms, session.id, repr(session.last_used)]
+        with reachable(self._retry_after):
             await self._touch(args=[*args, *self._expiry(session, now)])
 
     async def delete(self, session_id: str) -> None:
-        with self._reachable():
+        with reachable(self._retry_after):
             found, *totals = await self._delete(args=[self._p, session_id])
         self._totals = (int(totals[0]), int(totals[1]))
         if not found:
@@ -237,8 +196,8 @@ class RedisStateStore(StateStore):
     async def sweep(self) -> int:
         total = 0
         while True:
-            with self._reachable():
-                args: list[Any] = [self._p, _ms(time.time()), _SWEEP_BATCH]
+            with reachable(self._retry_after):
+                args: list[Any] = [self._p, ms(time.time()), _SWEEP_BATCH]
                 reply = await self._sweep(args=args)
             expired = int(reply[0])
             self._count(expired, 0, reply[1:])
@@ -249,19 +208,3 @@ class RedisStateStore(StateStore):
     def stats(self) -> tuple[int, int]:
         """Shared totals as of this replica's last create, delete or sweep."""
         return self._totals
-
-
-def _save_error(session: Session, code: int | bytes) -> SeqServeError | None:
-    sid = session.id
-    if isinstance(code, bytes):
-        reason = code.decode()
-        return Gone(f"session {sid} was {reason}", session_id=sid, reason=reason)
-    if code == -1:
-        return None
-    if code == -2:
-        return Gone(f"session {sid} was expired", session_id=sid, reason="expired")
-    if code == -3:
-        return NotFound(f"no session {sid}", session_id=sid)
-    return StepConflict(
-        f"another request committed first: the session is at step {code}", current_step=code
-    )

@@ -119,6 +119,29 @@ def test_compare_and_set_lets_one_of_two_replicas_commit(make_store: MakeStore) 
     run(go())
 
 
+def test_a_reset_and_restep_in_between_is_still_a_conflict(make_store: MakeStore) -> None:
+    """ABA: the step index is back where a replica read it, but the state is not."""
+
+    async def go() -> None:
+        a, b = make_store(), make_store()
+        s = session()
+        await a.create(s, LAYOUT, None)
+        stale = await a.get(s.id)
+        moved = await b.get(s.id)
+        moved.step = 2
+        assert await b.save([moved], LAYOUT, rows(1, 1), [0]) == [None]
+        back = await b.get(s.id)
+        back.step = 0  # a reset
+        assert await b.save([back], LAYOUT, LAYOUT.zeros(1), [2]) == [None]
+        stale.step = 1
+        [error] = await a.save([stale], LAYOUT, rows(1, 2), [0])
+        assert isinstance(error, StepConflict)
+        await a.close()
+        await b.close()
+
+    run(go())
+
+
 def test_batched_save_reports_per_session_in_one_script_call(
     make_store: MakeStore, redis_server: RedisServer
 ) -> None:

