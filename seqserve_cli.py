@@ -27,39 +27,54 @@ class Command:
     needs_torch: bool = False
 
 
+# TrainConfig fields with their own CLI spelling or help; every other field becomes --field-name.
+_TRAIN_HELP = {
+    "out_dir": ("--out", "run directory for the checkpoint"),
+    "plot_dir": ("--plots", "directory for the PNG plots"),
+    "threads": ("--threads", "torch threads (fixed, for reproducibility)"),
+    "patience": ("--patience", "early-stopping patience, epochs"),
+    "window": ("--window", "weeks per training sequence"),
+    "state_noise": ("--state-noise", "scale of the random initial states of training windows"),
+}
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=DEFAULT_RUN, help="run directory for the checkpoint")
-    p.add_argument("--plots", default="docs/img", help="directory for PNG plots")
+    import dataclasses
+
+    from model.config import TrainConfig  # torch-free
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "progress":
+            continue
+        flag, help_ = _TRAIN_HELP.get(f.name, ("--" + f.name.replace("_", "-"), None))
+        kind = type(f.default) if f.default is not None else str
+        extra: dict[str, object] = {"choices": ["lstm", "gru"]} if f.name == "cell" else {}
+        p.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            default=f.default,
+            help=(help_ + " " if help_ else "") + "(default: %(default)s)",
+            **extra,  # type: ignore[arg-type]
+        )
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
-    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
-    p.add_argument("--hidden-size", type=int, default=64)
-    p.add_argument("--num-layers", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (fixed: reproducible)")
-    p.add_argument("--max-epochs", type=int, default=150)
-    p.add_argument("--patience", type=int, default=20, help="early-stopping patience, epochs")
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
 
     from model.train import TrainConfig, format_metrics, train
 
-    cfg = TrainConfig(
-        out_dir=args.out,
-        plot_dir=None if args.no_plots else args.plots,
-        cell=args.cell,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        seed=args.seed,
-        threads=args.threads,
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        lr=args.lr,
-        progress=not args.quiet,
-    )
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name != "progress"
+    }
+    cfg = TrainConfig(**values, progress=not args.quiet)
+    if args.no_plots:
+        cfg = dataclasses.replace(cfg, plot_dir=None)
     started = time.perf_counter()
     ckpt = train(cfg)
     metrics = ckpt["metrics"]
@@ -67,7 +82,7 @@ def _run_train(args: argparse.Namespace) -> int:
     print(format_metrics(metrics))
     print(
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
-        f"checkpoint {args.out}/checkpoint.pt; {time.perf_counter() - started:.1f} s"
+        f"checkpoint {cfg.out_dir}/checkpoint.pt; {time.perf_counter() - started:.1f} s"
     )
     return 0
 

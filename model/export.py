@@ -50,15 +50,16 @@ def onnx_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
     buf = io.BytesIO()
     model.eval()
     with warnings.catch_warnings():
-        # The legacy exporter is deprecated (it is the one that emits the native LSTM op), and it
-        # warns that batch-first RNNs exported with batch != 1 depend on the dynamic batch axis,
-        # which is exactly what we declare.
+        # The legacy exporter is deprecated (it is the one that emits the native LSTM op); it
+        # warns that batch-first RNNs exported with batch != 1 depend on the dynamic batch axis
+        # (which we declare), and its tracer warns about nn.LSTM's Python-side size checks.
         warnings.filterwarnings(
             "ignore", "You are using the legacy TorchScript", DeprecationWarning
         )
         warnings.filterwarnings(
             "ignore", "Exporting a model to ONNX with a batch_size", UserWarning
         )
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             model,
             example,

@@ -22,7 +22,7 @@ follows the last one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ class ReferenceError(ValueError):
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-v))
+    return 1 / (1 + np.exp(-v))
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,10 @@ class Layer:
     @property
     def hidden_size(self) -> int:
         return self.r.shape[1]
+
+    def astype(self, dtype: type[np.floating]) -> Layer:
+        arrays = {k: getattr(self, k).astype(dtype) for k in ("w", "r", "wb", "rb")}
+        return replace(self, **arrays)
 
     @property
     def input_size(self) -> int:
@@ -82,7 +86,7 @@ def lstm_layer(
     rbi, rbo, rbf, rbc = np.split(layer.rb, 4)
     # Input projections of every timestep at once; the recurrence must stay sequential.
     xi, xo, xf, xc = (x @ w.T + b for w, b in ((wi, wbi), (wo, wbo), (wf, wbf), (wc, wbc)))
-    out = np.empty((x.shape[0], x.shape[1], hs))
+    out = np.empty((x.shape[0], x.shape[1], hs), dtype=x.dtype)
     for t in range(x.shape[1]):
         i = _sigmoid(xi[:, t] + h @ ri.T + rbi)
         o = _sigmoid(xo[:, t] + h @ ro.T + rbo)
@@ -102,7 +106,7 @@ def gru_layer(layer: Layer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, n
     wbz, wbr, wbh = np.split(layer.wb, 3)
     rbz, rbr, rbh = np.split(layer.rb, 3)
     xz, xr, xh = (x @ w.T + b for w, b in ((wz, wbz), (wr, wbr), (wh, wbh)))
-    out = np.empty((x.shape[0], x.shape[1], hs))
+    out = np.empty((x.shape[0], x.shape[1], hs), dtype=x.dtype)
     for t in range(x.shape[1]):
         z = _sigmoid(xz[:, t] + h @ rz.T + rbz)
         r = _sigmoid(xr[:, t] + h @ rr.T + rbr)
@@ -110,7 +114,7 @@ def gru_layer(layer: Layer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, n
             n = np.tanh(xh[:, t] + r * (h @ rh.T + rbh))
         else:
             n = np.tanh(xh[:, t] + (r * h) @ rh.T + rbh)
-        h = (1.0 - z) * n + z * h
+        h = (1 - z) * n + z * h
         out[:, t] = h
     return out, h
 
@@ -156,25 +160,32 @@ class ReferenceModel:
         return [np.zeros(shape) for _ in self.state_inputs]
 
     def run(
-        self, x: np.ndarray, states: list[np.ndarray] | None = None
+        self,
+        x: np.ndarray,
+        states: list[np.ndarray] | None = None,
+        dtype: type[np.floating] = np.float64,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """`x[B,T,F]`, states `[L,B,H]` each (zeros if None) -> `(y[B,T,O], new states)`."""
-        x = np.asarray(x, dtype=np.float64)
+        """`x[B,T,F]`, states `[L,B,H]` each (zeros if None) -> `(y[B,T,O], new states)`.
+
+        Computes in float64; `dtype=np.float32` shows how far float32 roundoff alone drifts.
+        """
+        x = np.asarray(x, dtype=dtype)
         if x.ndim != 3 or x.shape[2] != self.n_features:
             raise ValueError(f"x must be [B, T, {self.n_features}], got {x.shape}")
         if states is None:
             states = self.zero_states(x.shape[0])
         if len(states) != len(self.state_inputs):
             raise ValueError(f"expected {len(self.state_inputs)} state tensors, got {len(states)}")
-        states = [np.asarray(s, dtype=np.float64) for s in states]
+        states = [np.asarray(s, dtype=dtype) for s in states]
         new = [np.empty_like(s) for s in states]
         seq = x
         for li, layer in enumerate(self.layers):
+            layer = layer.astype(dtype)
             if self.cell == "lstm":
                 seq, new[0][li], new[1][li] = lstm_layer(layer, seq, states[0][li], states[1][li])
             else:
                 seq, new[0][li] = gru_layer(layer, seq, states[0][li])
-        return seq @ self.head_w + self.head_b, new
+        return seq @ self.head_w.astype(dtype) + self.head_b.astype(dtype), new
 
 
 class _GraphReader:

@@ -1,0 +1,41 @@
+"""Fixtures for the training-side tests: small random models exported to a repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHIPPED_DIR = Path(__file__).parents[2] / "service" / "model_repository" / "co2" / "1"
+
+# name -> export_random_model arguments: one- and two-layer LSTMs and a two-layer GRU.
+RANDOM_MODELS = {
+    "lstm1": {"cell": "lstm", "n_features": 2, "hidden_size": 16, "num_layers": 1, "seed": 11},
+    "lstm2": {"cell": "lstm", "n_features": 3, "hidden_size": 16, "num_layers": 2, "seed": 12},
+    "gru2": {
+        "cell": "gru",
+        "n_features": 2,
+        "hidden_size": 12,
+        "num_layers": 2,
+        "seed": 13,
+        "n_outputs": 1,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def random_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from model.export import export_random_model
+
+    root = tmp_path_factory.mktemp("model-repo")
+    return {name: export_random_model(root, name=name, **kw) for name, kw in RANDOM_MODELS.items()}
+
+
+@pytest.fixture
+def shipped_copy(tmp_path: Path) -> Path:
+    """A writable copy of the shipped co2 model directory, for tampering."""
+    import shutil
+
+    target = tmp_path / "co2" / "1"
+    shutil.copytree(SHIPPED_DIR, target)
+    return target
