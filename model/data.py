@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 # Time-ordered split, by calendar date: no future week ever reaches training or model selection.
-TRAIN_END = "1990-01-01"  # train: 1958-03-29 .. 1989-12-23
-VAL_END = "1995-01-01"  # validation: 1989-12-30 .. 1994-12-31; test: 1995-01-07 .. 2001-12-29
+# train 1958-03-29 .. 1989-12-30 (1,658 weeks), validation 1990-01-06 .. 1994-12-31 (261),
+# test 1995-01-07 .. 2001-12-29 (365).
+TRAIN_END = "1990-01-01"
+VAL_END = "1995-01-01"
 SEASON = 52  # weeks
 
 PROVENANCE: dict[str, object] = {
