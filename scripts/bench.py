@@ -31,7 +31,7 @@ REPO = SCRIPTS.parent
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-FULL = {"duration": 8.0, "repeats": 3, "samples": 200, "sessions": 1_000_000, "http_rss_s": 30}
+FULL = {"duration": 6.0, "repeats": 5, "samples": 200, "sessions": 1_000_000, "http_rss_s": 30}
 QUICK = {"duration": 2.0, "repeats": 1, "samples": 30, "sessions": 50_000, "http_rss_s": 3}
 
 

@@ -74,7 +74,14 @@ def create_app() -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (torch's default, one a core, stalls on a shared machine)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
     uvicorn.run(
         create_app(), host="127.0.0.1", port=args.port, log_level="warning", access_log=False
     )

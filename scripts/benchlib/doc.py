@@ -69,8 +69,26 @@ def _why(results: dict[str, Any]) -> list[str]:
         notes.append(
             f"**Naive baseline.** {fmt(naive.get('rps'))} steps/s at 64 streams, "
             f"{fmt(naive.get('server_cpu_us_per_step'))} µs of server CPU per step "
-            f"({fmt(naive.get('server_cores'), '', 2)} cores: FastAPI's thread pool and torch's "
-            "intra-op threads use both cores)."
+            f"({fmt(naive.get('server_cores'), '', 2)} cores)."
+        )
+    ws = point(results, "ws", "seqserve", 64)
+    if ws:
+        per = ws.get("server_cpu_us_per_step") or 0
+        notes.append(
+            f"**WebSocket.** {fmt(ws.get('rps'))} steps/s at 64 streams; seqserve used "
+            f"{per:.0f} µs of server CPU a step ({ws.get('server_cores', 0):.2f} cores busy) and "
+            f"the mean batch was {ws.get('batch_mean') or 0:.1f}. 15,000 steps/s on one event "
+            f"loop leaves about {1e6 / 15000:.0f} µs of CPU a step."
+        )
+    hist = results.get("history", [])
+    if hist:
+        p50s = ", ".join(f"{h['history']:,} → {h['stateful_p50_ms']:.2f} ms" for h in hist)
+        notes.append(
+            f"**History.** Stateful step p50 by history length: {p50s}. A step touches only "
+            "the session's state row, never its history; the lengths take turns in blocks of "
+            "10 samples, so a background-load burst lands on all of them alike. Stateless "
+            f"recompute at {hist[-1]['history']:,} steps took "
+            f"{hist[-1]['stateless_p50_ms']:.1f} ms (p50)."
         )
     rss = results.get("rss", {}).get("seqserve")
     if rss:
@@ -82,7 +100,13 @@ def _why(results: dict[str, Any]) -> list[str]:
             f"(h and c as float32, {RAW_STATE_BYTES} B, plus the last input and output as "
             f"float64), so {rss['per_session'] - rss['state_bytes']:.0f} B a session is "
             "bookkeeping, allocator and spare-capacity overhead."
-            + (f" Allocations per session by source line (tracemalloc): {where}." if where else "")
+            + (
+                f" Bytes allocated a session by source line (tracemalloc over "
+                f"{results['rss']['seqserve_trace']['sessions']:,} sessions; allocated is not "
+                f"resident: a slab's untouched spare capacity counts here, not in RSS): {where}."
+                if where
+                else ""
+            )
         )
     return notes
 
@@ -221,12 +245,16 @@ def _method(results: dict[str, Any]) -> list[str]:
         "`seqserve_ort_batch_size` sum/count deltas over each point.",
         "- **Naive baseline**: `scripts/naive_server.py`: FastAPI, sync endpoints (thread pool), "
         "eager `nn.LSTM(1, 64)` plus a linear head, a dict of per-session `(h, c)` tensors, "
-        "default torch threads, run with `uvicorn.run` defaults (access log off, as seqserve). "
+        "run with `uvicorn.run` defaults (access log off, as seqserve). One torch thread: "
+        "with torch's default of one a core its OpenMP threads stall when the load generator "
+        "or other processes hold a core (1-stream runs fell to ~100 steps/s), so the baseline "
+        "gets its better setting. "
         "It skips seqserve's input scaling, validation and exactly-once bookkeeping.",
-        "- **History**: each timed step goes to a fresh fork of a session fed exactly *h* steps, "
-        "one request at a time from one keep-alive client, "
+        "- **History**: sessions fed *h* steps (untimed, in chunks of 1,000) and stepped once "
+        "more, then timed for 10 consecutive one-step requests each (history h + 1 to h + 10), "
+        "the lengths taking turns, one request at a time from one keep-alive client, "
         f"{cfg['samples']} samples a length; recompute is POST `/v1/models/co2/predict` with "
-        "the h + 1 steps and `return_sequences: false`.",
+        "the h + 1 steps and `return_sequences: false`, the best case for recompute.",
         f"- **Memory**: {cfg['sessions']:,} sessions created through `Engine.create_session` on "
         "the real `MemoryStateStore` in a fresh process (after a 2,000-session warm-up and "
         "`gc.collect()`), RSS from psutil; cross-checked over HTTP with wrk creating sessions "

@@ -1,7 +1,10 @@
 """Step latency against history length, next to stateless recompute of the whole history.
 
-Stateful: a base session is fed `h` steps; each timed sample steps a fresh fork of it (a
-copy of the state, made untimed), so every sample steps at exactly `h` steps of history.
+Stateful: several sessions are each fed `h` steps and stepped once more (untimed); then each
+takes BLOCK timed steps in a row, so samples are steady-state steps at h + 1 to h + BLOCK steps
+of history (the first steps of a brand-new or forked session cost more than a stream's
+steady state, which is what this measures).
+The lengths take turns, a session each, so a burst of background load hits them alike.
 Stateless: POST /v1/models/{model}/predict with the whole history plus the new step, asking
 only for the last output (`return_sequences: false`), the best case for recompute.
 Both are timed from one keep-alive client, one request at a time.
@@ -17,6 +20,7 @@ import numpy as np
 from benchlib.client import Client
 
 CHUNK = 1000
+BLOCK = 10
 
 
 def _series(n: int) -> list[list[float]]:
@@ -34,30 +38,24 @@ def _base_session(client: Client, model: str, history: list[list[float]]) -> str
     return sid
 
 
-def _stateful_sample(client: Client, base: str, x: list[list[float]]) -> float:
-    fork = client.json("POST", f"/v1/sessions/{base}/fork", expect=201)["id"]
-    try:
-        return client.timed("POST", f"/v1/sessions/{fork}/steps", {"inputs": x})
-    finally:
-        client.request("DELETE", f"/v1/sessions/{fork}")
-
-
 def measure(
     url: str, lengths: list[int], samples: int, stateless_budget_s: float, model: str = "co2"
 ) -> list[dict[str, float]]:
     """Per history length: p50/p99 (ms) of a stateful step and of a stateless recompute."""
     client = Client(url)
-    series = _series(max(lengths) + 1)
+    series = _series(max(lengths) + BLOCK + 2)
+    rounds = max(1, -(-samples // BLOCK))
     try:
-        bases = {h: _base_session(client, model, series[:h]) for h in lengths}
         stateful: dict[int, list[float]] = {h: [] for h in lengths}
-        for _ in range(3):  # warm-up
-            _stateful_sample(client, bases[lengths[0]], series[lengths[0] : lengths[0] + 1])
-        block = 10
-        while min(len(v) for v in stateful.values()) < samples:
+        for _ in range(rounds):
             for h in lengths:
-                for _ in range(block):
-                    stateful[h].append(_stateful_sample(client, bases[h], series[h : h + 1]))
+                sid = _base_session(client, model, series[:h])
+                for j in range(BLOCK + 1):  # the first step after feeding is not timed
+                    body = {"inputs": series[h + j : h + j + 1]}
+                    elapsed = client.timed("POST", f"/v1/sessions/{sid}/steps", body)
+                    if j:
+                        stateful[h].append(elapsed)
+                client.request("DELETE", f"/v1/sessions/{sid}")
         stateless: dict[int, list[float]] = {}
         for h in lengths:
             body = {"inputs": [series[: h + 1]], "return_sequences": False}
@@ -67,8 +65,6 @@ def measure(
             while len(times) < samples and (len(times) < 5 or time.monotonic() < deadline):
                 times.append(client.timed("POST", f"/v1/models/{model}/predict", body))
             stateless[h] = times
-        for sid in bases.values():
-            client.request("DELETE", f"/v1/sessions/{sid}")
     finally:
         client.close()
     rows = []

@@ -31,6 +31,21 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def paired_ratio(
+    results: dict[str, Any], a: tuple[str, str], b: tuple[str, str], streams: int, key: str
+) -> float | None:
+    """Median over rounds of a/b for one figure, pairing round k of `a` with round k of `b`
+    (taken minutes apart), so slow drifts in the machine's background load cancel; the
+    ratio of medians where the round counts differ."""
+    runs_a = results.get(a[0], {}).get(a[1], {}).get(str(streams), [])
+    runs_b = results.get(b[0], {}).get(b[1], {}).get(str(streams), [])
+    if runs_a and len(runs_a) == len(runs_b):
+        pairs = [ratio(x.get(key), y.get(key)) for x, y in zip(runs_a, runs_b, strict=True)]
+        good = [p for p in pairs if p is not None]
+        return statistics.median(good) if good else None
+    return ratio(point(results, *a, streams).get(key), point(results, *b, streams).get(key))
+
+
 def fmt_ratio(r: float | None) -> str:
     return "—" if r is None else f"{r:.2f}×"
 
@@ -66,8 +81,8 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
     empty = point(results, "http", "empty", 64)
     naive = point(results, "http", "naive", 64)
     ws = point(results, "ws", "seqserve", 64)
-    vs_floor = ratio(seq.get("rps"), empty.get("rps"))
-    vs_naive = ratio(seq.get("rps"), naive.get("rps"))
+    vs_floor = paired_ratio(results, ("http", "seqserve"), ("http", "empty"), 64, "rps")
+    vs_naive = paired_ratio(results, ("http", "seqserve"), ("http", "naive"), 64, "rps")
     hist = {row["history"]: row for row in results.get("history", [])}
     h_ratio = None
     if 10 in hist and 10000 in hist:

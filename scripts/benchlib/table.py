@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchlib.summary import RAW_STATE_BYTES, fmt, fmt_ratio, point, ratio
+from benchlib.summary import RAW_STATE_BYTES, fmt, fmt_ratio, paired_ratio, point, ratio
 
 Row = tuple[str, str, str, str, str]
 HEADER: Row = ("section", "figure", "value", "vs floor", "vs naive")
+EMPTY, NAIVE = ("http", "empty"), ("http", "naive")
 
 
 def _floor_rows(results: dict[str, Any]) -> list[Row]:
@@ -49,15 +50,15 @@ def _load_rows(results: dict[str, Any], section: str, name: str, label: str) -> 
         p = point(results, section, name, streams)
         if not p:
             continue
-        e = point(results, "http", "empty", streams)
         n = point(results, "http", "naive", streams) if name != "naive" else {}
+        me = (section, name)
         rows.append(
             (
                 label,
                 f"{streams} streams: steps/s",
                 f"{fmt(p['rps'])}/s",
-                fmt_ratio(ratio(p.get("rps"), e.get("rps"))),
-                fmt_ratio(ratio(p.get("rps"), n.get("rps"))),
+                fmt_ratio(paired_ratio(results, me, EMPTY, streams, "rps")),
+                fmt_ratio(paired_ratio(results, me, NAIVE, streams, "rps") if n else None),
             )
         )
         for key, what in (("p50_ms", "p50"), ("p99_ms", "p99")):
@@ -66,8 +67,8 @@ def _load_rows(results: dict[str, Any], section: str, name: str, label: str) -> 
                     label,
                     f"{streams} streams: {what} latency",
                     fmt(p.get(key), " ms", 2),
-                    fmt_ratio(ratio(p.get(key), e.get(key))),
-                    fmt_ratio(ratio(p.get(key), n.get(key))),
+                    fmt_ratio(paired_ratio(results, me, EMPTY, streams, key)),
+                    fmt_ratio(paired_ratio(results, me, NAIVE, streams, key) if n else None),
                 )
             )
         if "batch_mean" in p:
