@@ -195,8 +195,9 @@ def export_random_model(
     regression channels `y0..` with no feature mapping. `name` defaults to `random-<cell>`.
     """
     n_outputs = n_features if n_outputs is None else n_outputs
-    torch.manual_seed(seed)
-    model = lstm.build(cell, n_features, hidden_size, num_layers, n_outputs)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+        torch.manual_seed(seed)
+        model = lstm.build(cell, n_features, hidden_size, num_layers, n_outputs)
     if features is None:
         features = [Feature(name=f"f{k}") for k in range(n_features)]
     if outputs is None:
