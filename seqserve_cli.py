@@ -65,7 +65,8 @@ def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
-    from model.train import TrainConfig, format_metrics, train
+    from model.config import TrainConfig
+    from model.train import format_metrics, train
 
     values = {
         f.name: getattr(args, f.name)
