@@ -86,10 +86,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hooks cost several µs a request even when no
+        # provider is configured; seqserve exports Prometheus metrics instead
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.keys = KeyRing(settings.api_keys())
     problems.install(app)
-    for router in (health.router, models.router, sessions.router, streaming.router, v2.router):
+    for router in (sessions.router, health.router, models.router, streaming.router, v2.router):
         app.include_router(router)
     if settings.security.cors_origins:
         app.add_middleware(

@@ -78,6 +78,7 @@ class Engine:
                 max_wait_s=b.max_wait_us / 1e6,
                 max_queue=b.max_queue,
                 retry_after_s=self.settings.limits.retry_after_s,
+                adaptive=b.adaptive,
             )
         return batcher
 

@@ -64,6 +64,9 @@ class BatchSettings(BaseModel):
     off."""
     max_queue: int = Field(8192, ge=1)
     """Most steps waiting per model version; beyond it steps answer 429."""
+    adaptive: bool = True
+    """Close a batch before max_wait_us once the event loop has no further step to add;
+    false always waits the full window (or until the batch is full)."""
 
 
 class SecuritySettings(BaseModel):

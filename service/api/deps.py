@@ -37,12 +37,12 @@ class KeyRing:
         return hashlib.sha256(candidate).hexdigest()[:32]
 
 
-def _engine(request: Request) -> Engine:
+async def _engine(request: Request) -> Engine:  # async: no thread-pool hop per request
     engine: Engine = request.app.state.engine
     return engine
 
 
-def _owner(
+async def _owner(
     request: Request, x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> str | None:
     keys: KeyRing = request.app.state.keys

@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ class RequestContext:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self._observers: dict[tuple[str, str, int], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -116,13 +118,17 @@ class RequestContext:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         if path not in _UNMEASURED:
-            self.metrics.request_seconds.labels(template, scope["method"], str(status)).observe(
-                elapsed
+            key = (template, scope["method"], status)
+            observe = self._observers.get(key)
+            if observe is None:  # one labels() lookup per route and status, not per request
+                child = self.metrics.request_seconds.labels(template, scope["method"], str(status))
+                observe = self._observers[key] = child.observe
+            observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %d",
+                scope["method"],
+                path,
+                status,
+                extra={"request_id": request_id, "duration_ms": round(elapsed * 1000, 3)},
             )
-        log.info(
-            "%s %s %d",
-            scope["method"],
-            path,
-            status,
-            extra={"request_id": request_id, "duration_ms": round(elapsed * 1000, 3)},
-        )

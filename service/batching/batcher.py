@@ -24,6 +24,7 @@ from service.state.store import Replay, Session, StateStore
 log = logging.getLogger("seqserve.batcher")
 Array = np.ndarray
 RunInPool = Callable[..., Awaitable[Any]]
+QUIET_PASSES = 3  # event-loop passes without a new step before a batch closes early
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class StepJob:
 
 
 class StepBatcher:
-    """Collects steps until `max_batch` or `max_wait_s` after the first; 0 s turns it off."""
+    """Collects steps until `max_batch`, or `max_wait_s` after the first, or the event loop
+    goes quiet; a `max_wait_s` of 0 turns batching off."""
 
     def __init__(
         self,
@@ -55,12 +57,14 @@ class StepBatcher:
         max_wait_s: float,
         max_queue: int,
         retry_after_s: int,
+        adaptive: bool = True,
     ) -> None:
         self.model = model
         self.store = store
         self._run_in_pool = run_in_pool
         self.max_batch = max_batch if max_wait_s > 0 else 1
         self.max_wait_s = max_wait_s
+        self.adaptive = adaptive
         self.max_queue = max_queue
         self.retry_after_s = retry_after_s
         self._pending: deque[StepJob] = deque()
@@ -93,10 +97,7 @@ class StepBatcher:
             while not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
-            if len(self._pending) < self.max_batch:
-                self._full.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.max_wait_s)
+            await self._fill()
             batch = [
                 self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch))
             ]
@@ -109,6 +110,27 @@ class StepBatcher:
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
+
+    async def _fill(self) -> None:
+        """Let more steps join until the batch is full or `max_wait_s` has passed, closing
+        early (when adaptive) once the event loop goes quiet (passes that bring no new step):
+        a lone stream is not kept waiting for company that is not coming."""
+        if len(self._pending) >= self.max_batch:
+            return
+        if not self.adaptive:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.max_wait_s)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        quiet = 0
+        while len(self._pending) < self.max_batch and quiet < QUIET_PASSES:
+            if loop.time() >= deadline:
+                return
+            before = len(self._pending)
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if len(self._pending) == before else 0
 
     async def _execute(self, batch: list[StepJob]) -> None:
         sessions = [job.session for job in batch]

@@ -27,7 +27,9 @@ def _histogram(metrics: str, name: str) -> tuple[float, float]:
 def test_concurrent_sessions_share_one_onnx_call(start_server: StartServer, repo: Path) -> None:
     # a long wait makes the batch close on size, not on time: no timing in the assertion
     server = start_server(
-        SEQSERVE_BATCHING__MAX_WAIT_US="1000000", SEQSERVE_BATCHING__MAX_BATCH_SIZE=str(N)
+        SEQSERVE_BATCHING__MAX_WAIT_US="1000000",
+        SEQSERVE_BATCHING__MAX_BATCH_SIZE=str(N),
+        SEQSERVE_BATCHING__ADAPTIVE="false",
     )
     exp = Expected(repo / "diffed" / "2")
     rng = np.random.default_rng(1)

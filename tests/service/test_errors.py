@@ -18,14 +18,14 @@ BAD_STEPS: list[tuple[Any, int, str]] = [
     ({"inputs": [[True]]}, 422, "valid number"),
     ({"inputs": [["1.5"]]}, 422, "valid number"),
     ({"inputs": [[None]]}, 422, "valid number"),
-    ({"inputs": [1.0]}, 422, "valid list"),
-    ({"inputs": "abc"}, 422, "valid list"),
+    ({"inputs": [1.0]}, 422, "list_type"),
+    ({"inputs": "abc"}, 422, "list_type"),
     ({}, 422, "Field required"),
     ({"inputs": [[1.0]], "step": -1}, 422, "greater than or equal"),
     ({"inputs": [[1.0]], "step": "x"}, 422, "valid integer"),
     ({"inputs": [[1.0]], "extra": 1}, 422, "Extra inputs"),
     ({"inputs": [[1.0]] * 5000}, 422, "max_timesteps"),
-    ([1, 2], 422, "valid dictionary"),
+    ([1, 2], 422, "model_type"),
 ]
 
 
