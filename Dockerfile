@@ -1,0 +1,76 @@
+# seqserve serving image: the server, its runtime dependencies and the bundled default model.
+# No torch, no compilers, no pip in the final stage; runs as uid 10001 on a read-only root.
+#
+#   docker build -t seqserve .
+#   docker run --rm --read-only -p 127.0.0.1:8000:8000 seqserve
+#
+# Behind a TLS-intercepting proxy, mount its CA bundle and name it (podman, as CI does):
+#   podman build --format docker --network host \
+#     -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro --build-arg PIP_CERT=/run/host-ca.crt .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a venv in /opt/seqserve with the dependencies, then the project ----
+FROM ${PYTHON_IMAGE} AS build
+ARG PIP_CERT=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/seqserve
+WORKDIR /src
+
+# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
+# Wheels only: nothing is compiled, so the build needs no compiler either.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt \
+ && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: -r /tmp/requirements.txt
+
+# Then the project itself (service/, model/, the CLI and the bundled model repository).
+COPY README.md seqserve_cli.py ./
+COPY service ./service
+COPY model ./model
+# Then trim what serving never runs: pip and setuptools (nothing is installed at run time);
+# onnxruntime's offline tooling (tools/, quantization/, transformers/: conversion and tuning
+# scripts that `import onnxruntime` never imports) and its libonnxruntime.so (34 MB: the C API
+# library for programs and plugin providers linking against it; the Python binding carries its
+# own runtime and never opens it, checked with strace); the tests some wheels ship; and every
+# bytecode file pip wrote. Bytecode is then written back only for the modules the server imports
+# (import the app, load uvicorn's config, run the bundled model): the root is read-only at run
+# time, and precompiling all of site-packages would add ~30 MB.
+ARG SITE=/opt/seqserve/lib/python3.11/site-packages
+RUN /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps . \
+ && /opt/seqserve/bin/python -m pip uninstall -y -q pip setuptools \
+ && rm -rf $SITE/pkg_resources $SITE/_distutils_hack $SITE/distutils-precedence.pth \
+      $SITE/onnxruntime/tools $SITE/onnxruntime/quantization $SITE/onnxruntime/transformers \
+      $SITE/onnxruntime/capi/libonnxruntime.so.* \
+ && find /opt/seqserve -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
+ && cd /tmp && PYTHONDONTWRITEBYTECODE= /opt/seqserve/bin/python -c "import glob, uvicorn, \
+onnxruntime, service.__main__, service.state.redis_store; from service.app import create_app; \
+from service.settings import Settings; uvicorn.Config(create_app(Settings()), loop='uvloop', \
+http='httptools').load(); onnxruntime.InferenceSession(glob.glob('$SITE/service/model_repository\
+/*/*/model.onnx')[0], providers=['CPUExecutionProvider'])" \
+ && /opt/seqserve/bin/python -m compileall -q $SITE/service $SITE/seqserve_cli.py > /dev/null
+
+# ---- final: the venv on a clean base, a numeric non-root user, nothing else ----
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 seqserve \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /data \
+      --shell /usr/sbin/nologin seqserve \
+ && mkdir -p /data && chown 10001:10001 /data
+COPY --from=build /opt/seqserve /opt/seqserve
+ENV PATH=/opt/seqserve/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SEQSERVE_HOST=0.0.0.0 \
+    SEQSERVE_PORT=8000
+# The only place the server writes (a memory-store snapshot, when SEQSERVE_SNAPSHOT_PATH points
+# here, e.g. /data/sessions.snapshot). Everything else may be mounted read-only.
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:10001
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('SEQSERVE_PORT', '8000'), timeout=2)"]
+ENTRYPOINT ["seqserve", "serve"]
