@@ -116,7 +116,8 @@ say "uid $uid, read-only root, HEALTHCHECK healthy, no torch, no compiler"
 quiet podman stop -t 30 "$CTR" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$CTR")
 [ "$code" = 0 ] || fail "the server exited $code on SIGTERM"
-podman logs "$CTR" 2>&1 | grep -q "wrote 1 sessions to the snapshot" || fail "no snapshot written on SIGTERM"
+logs=$(podman logs "$CTR" 2>&1)  # (not piped into grep -q: pipefail and SIGPIPE)
+grep -q "wrote 1 sessions to the snapshot" <<<"$logs" || fail "no snapshot written on SIGTERM"
 quiet podman start "$CTR" >/dev/null
 probe resume "http://127.0.0.1:$port" --state "$LOGS/session.json"
 podman rm -f -v "$CTR" >/dev/null 2>&1
