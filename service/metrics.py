@@ -64,6 +64,17 @@ class Metrics:
             "seqserve_state_bytes", "Bytes of recurrent state held.", registry=registry
         )
 
+    def runtime_observer(self, model: str, version: str) -> Callable[[float, int], None]:
+        """A callback for each ONNX Runtime call of a model version: (seconds, batch size)."""
+        seconds = self.ort_seconds.labels(model, version).observe
+        batch = self.ort_batch.labels(model, version).observe
+
+        def observe(elapsed: float, size: int) -> None:
+            seconds(elapsed)
+            batch(size)
+
+        return observe
+
     def watch_store(self, stats: Callable[[], tuple[int, int]]) -> None:
         """Read the gauges from the store at scrape time."""
         self.sessions_active.set_function(lambda: stats()[0])

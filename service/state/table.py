@@ -44,8 +44,8 @@ def decode_id(session_id: str) -> tuple[int, bytes] | None:
         raw = base64.urlsafe_b64decode(session_id + "=")
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != _ID_BYTES:
-        return None
+    if len(raw) != _ID_BYTES or base64.urlsafe_b64encode(raw)[:27].decode() != session_id:
+        return None  # not the canonical spelling (base64 padding bits set)
     return int.from_bytes(raw[:4], "big"), raw[4:]
 
 
