@@ -33,11 +33,12 @@ _COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
-def encode_id(slot: int, secret: bytes) -> str:
-    return base64.urlsafe_b64encode(slot.to_bytes(4, "big") + secret).rstrip(b"=").decode()
+def encode_id(slot: int, secret: bytes, mask: int = 0) -> str:
+    raw = (slot ^ mask).to_bytes(4, "big") + secret
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_id(session_id: str) -> tuple[int, bytes] | None:
+def decode_id(session_id: str, mask: int = 0) -> tuple[int, bytes] | None:
     if len(session_id) != 27:
         return None
     try:
@@ -46,7 +47,7 @@ def decode_id(session_id: str) -> tuple[int, bytes] | None:
         return None
     if len(raw) != _ID_BYTES or base64.urlsafe_b64encode(raw)[:27].decode() != session_id:
         return None  # not the canonical spelling (base64 padding bits set)
-    return int.from_bytes(raw[:4], "big"), raw[4:]
+    return int.from_bytes(raw[:4], "big") ^ mask, raw[4:]
 
 
 class SessionTable:
@@ -63,6 +64,7 @@ class SessionTable:
         self._model_index: dict[tuple[str, str], int] = {}
         self._owner_index: dict[str, int] = {}
         self.count = 0
+        self._mask = secrets.randbits(32)  # ids do not spell out slot numbers (or counts)
 
     @property
     def capacity(self) -> int:
@@ -97,7 +99,7 @@ class SessionTable:
         self.cols["live"][slot] = True
         self.count += 1
         if name is None:
-            return slot, encode_id(slot, secret)
+            return slot, encode_id(slot, secret, self._mask)
         self.named[name] = slot
         self.names[slot] = name
         return slot, name
@@ -117,7 +119,7 @@ class SessionTable:
         slot = self.named.get(session_id)
         if slot is not None:
             return slot
-        decoded = decode_id(session_id)
+        decoded = decode_id(session_id, self._mask)
         if decoded is None:
             return None
         slot, secret = decoded
@@ -127,7 +129,8 @@ class SessionTable:
         return slot if hmac.compare_digest(stored, secret) else None
 
     def session_id(self, slot: int) -> str:
-        return self.names.get(slot) or encode_id(slot, self.cols["secret"][slot].tobytes())
+        secret = self.cols["secret"][slot].tobytes()
+        return self.names.get(slot) or encode_id(slot, secret, self._mask)
 
     def _grow(self) -> None:
         old = self.capacity

@@ -114,9 +114,9 @@ def test_session_ids_name_their_slot_and_need_the_secret() -> None:
     for slot, sid in slots:
         assert len(sid) == 27
         assert table.find(sid) == slot
-        assert decode_id(sid) is not None
+        assert decode_id(sid, table._mask) == (slot, table.cols["secret"][slot].tobytes())
     slot, sid = slots[0]
-    forged = encode_id(slot, b"\0" * 16)
+    forged = encode_id(slot, b"\0" * 16, table._mask)
     assert table.find(forged) is None
     assert table.find(sid[:-1] + ("A" if sid[-1] != "A" else "B")) is None
     for junk in ("", "x", "!" * 27, "a" * 100):
@@ -134,6 +134,7 @@ def test_adapter_chosen_ids_live_beside_generated_ones() -> None:
     slot, sid = table.alloc("v2-abc")
     assert sid == "v2-abc"
     assert table.find("v2-abc") == slot
-    assert table.find(encode_id(slot, table.cols["secret"][slot].tobytes())) is None
+    secret = table.cols["secret"][slot].tobytes()
+    assert table.find(encode_id(slot, secret, table._mask)) is None
     table.free(slot)
     assert table.find("v2-abc") is None
