@@ -2,7 +2,10 @@
 eagerly, a dict of per-session `(h, c)` tensors, one forward per request. Same paths and
 bodies as seqserve's v1 session API, so the benchmark drives both with the same load.
 
-    python scripts/naive_server.py --port 8002
+    OMP_NUM_THREADS=1 python scripts/naive_server.py --port 8002
+
+(`scripts/bench.py` sets OMP_NUM_THREADS=1: with torch's default of one OpenMP thread a core,
+FastAPI's thread-pool workers spin in OpenMP and a lone stream slows several-fold.)
 """
 
 from __future__ import annotations

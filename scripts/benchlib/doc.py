@@ -245,10 +245,10 @@ def _method(results: dict[str, Any]) -> list[str]:
         "`seqserve_ort_batch_size` sum/count deltas over each point.",
         "- **Naive baseline**: `scripts/naive_server.py`: FastAPI, sync endpoints (thread pool), "
         "eager `nn.LSTM(1, 64)` plus a linear head, a dict of per-session `(h, c)` tensors, "
-        "run with `uvicorn.run` defaults (access log off, as seqserve). One torch thread: "
-        "with torch's default of one a core its OpenMP threads stall when the load generator "
-        "or other processes hold a core (1-stream runs fell to ~100 steps/s), so the baseline "
-        "gets its better setting. "
+        "run with `uvicorn.run` defaults (access log off, as seqserve), with one torch thread "
+        "(`OMP_NUM_THREADS=1`): with torch's default of one a core, the thread-pool workers "
+        "spun in OpenMP and 1-stream runs fell to 100-200 steps/s, so the baseline gets its "
+        "better setting. "
         "It skips seqserve's input scaling, validation and exactly-once bookkeeping.",
         "- **History**: sessions fed *h* steps (untimed, in chunks of 1,000) and stepped once "
         "more, then timed for 10 consecutive one-step requests each (history h + 1 to h + 10), "

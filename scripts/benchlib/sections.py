@@ -82,7 +82,9 @@ class Bench:
             "seqserve": seq,
         }
         if "naive" not in self.args.skip:
-            servers["naive"] = Server.script("naive", SCRIPTS / "naive_server.py", self.log_dir)
+            naive = Server.script("naive", SCRIPTS / "naive_server.py", self.log_dir)
+            naive.env["OMP_NUM_THREADS"] = "1"  # read when torch loads: every thread, one
+            servers["naive"] = naive
         n = max([*self.args.streams, *self.args.ws_streams, *self.args.naive_streams])
         for name, server in servers.items():
             server.start()
