@@ -158,8 +158,8 @@ class Engine:
                 self.metrics.sessions_deleted.inc()
             return await self.create_session(owner, model, version, session_id=session_id)
 
-    async def list_sessions(self, owner: str | None) -> list[Session]:
-        return await self.store.sessions_of(owner)
+    async def list_sessions(self, owner: str | None, limit: int | None = None) -> list[Session]:
+        return await self.store.sessions_of(owner, limit)
 
     async def step(
         self, session_id: str, owner: str | None, raw: Array, expected: int | None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from service.api.arrays import steps_array
@@ -75,9 +75,14 @@ async def create_session(
 
 
 @router.get("", summary="List the caller's sessions")
-async def list_sessions(engine: EngineDep, owner: OwnerDep) -> FastJSON:
-    sessions = await engine.list_sessions(owner)
-    return FastJSON({"sessions": [session_view(s) for s in sessions]})
+async def list_sessions(
+    engine: EngineDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Most sessions to list.")] = 1000,
+) -> FastJSON:
+    sessions = await engine.list_sessions(owner, limit + 1)
+    listed = [session_view(s) for s in sessions[:limit]]
+    return FastJSON({"sessions": listed, "truncated": len(sessions) > limit})
 
 
 @router.get("/{session_id}", summary="Get a session")

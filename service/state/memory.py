@@ -167,12 +167,12 @@ class MemoryStateStore(StateStore):
             raise Gone(f"session {session_id} was expired", session_id=session_id, reason="expired")
         return session
 
-    async def sessions_of(self, owner: str | None) -> list[Session]:
+    async def sessions_of(self, owner: str | None, limit: int | None = None) -> list[Session]:
         slots = np.flatnonzero(self._live_unexpired(time.time()))
         if owner is not None:
             index = self._table.find_owner(owner)
             slots = slots[self._table.cols["owner"][slots] == index]
-        return [self._session(int(slot)) for slot in slots]
+        return [self._session(int(slot)) for slot in slots[:limit]]
 
     async def load(self, sessions: list[Session], layout: Layout) -> StateRows:
         rows = [int(self._table.cols["row"][s.row]) for s in sessions]

@@ -125,14 +125,14 @@ class RedisStateStore(StateStore):
         self._revs[session_id] = (session.step, fields.get(b"rev", b""))
         return session
 
-    async def sessions_of(self, owner: str | None) -> list[Session]:
+    async def sessions_of(self, owner: str | None, limit: int | None = None) -> list[Session]:
         now = time.time()
         with reachable(self._retry_after):
             if owner is None:
                 raw_ids = await self._redis.zrangebyscore(f"{self._p}:live", ms(now), "+inf")
             else:
                 raw_ids = sorted(await self._redis.smembers(f"{self._p}:own:{owner}"))
-            ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+            ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids][:limit]
             found: list[Session] = []
             for at in range(0, len(ids), _LIST_BATCH):
                 chunk = ids[at : at + _LIST_BATCH]

@@ -95,8 +95,8 @@ class StateStore(abc.ABC):
         """The live session, or NotFound (never existed, deleted) / Gone (expired)."""
 
     @abc.abstractmethod
-    async def sessions_of(self, owner: str | None) -> list[Session]:
-        """Live sessions of `owner` (all of them when owner is None)."""
+    async def sessions_of(self, owner: str | None, limit: int | None = None) -> list[Session]:
+        """Live sessions of `owner` (everyone's when owner is None), at most `limit`."""
 
     @abc.abstractmethod
     async def load(self, sessions: list[Session], layout: Layout) -> StateRows:

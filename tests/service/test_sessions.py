@@ -140,3 +140,15 @@ def test_models_listing_and_metadata(client: TestClient) -> None:
     assert client.get("/v1/models/diffed", params={"version": "1"}).json()["version"] == "1"
     assert client.get("/v1/models/nope").status_code == 404
     assert client.get("/v1/models/diffed", params={"version": "9"}).status_code == 404
+
+
+def test_listing_is_bounded(client: TestClient) -> None:
+    ids = {new_session(client)["id"] for _ in range(5)}
+    page = client.get("/v1/sessions", params={"limit": 3}).json()
+    assert len(page["sessions"]) == 3
+    assert page["truncated"] is True
+    assert {s["id"] for s in page["sessions"]} <= ids
+    whole = client.get("/v1/sessions").json()
+    assert whole["truncated"] is False
+    assert {s["id"] for s in whole["sessions"]} == ids
+    assert client.get("/v1/sessions", params={"limit": 0}).status_code == 422
