@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from service.api import health, models, problems, sessions, streaming, v2
 from service.api.deps import KeyRing
+from service.api.fastlane import StepFastLane
 from service.api.middleware import RequestContext
 from service.engine import Engine
 from service.errors import ModelLoadError
@@ -94,6 +95,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     problems.install(app)
     for router in (sessions.router, health.router, models.router, streaming.router, v2.router):
         app.include_router(router)
+    app.add_middleware(StepFastLane)  # innermost: CORS, ids, limits and metrics still apply
     if settings.security.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -21,8 +21,7 @@ async def _domain(request: Request, exc: Exception) -> Response:
     return problem_response(exc, request.url.path)
 
 
-async def _validation(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()[:20]
@@ -31,8 +30,13 @@ async def _validation(request: Request, exc: Exception) -> Response:
     status, slug = (400, "malformed-request") if malformed else (422, "invalid-input")
     title = "Malformed request" if malformed else "Invalid input"
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3])
-    body = problem(status, title, slug, detail, errors=errors, instance=request.url.path)
+    body = problem(status, title, slug, detail, errors=errors, instance=instance)
     return Problem(body, status_code=status)
+
+
+async def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return validation_problem(exc, request.url.path)
 
 
 async def _http(request: Request, exc: Exception) -> Response:

@@ -58,3 +58,16 @@ def test_owner_is_a_digest_not_the_key(make_client: MakeClient, tmp_path: Path) 
     assert owner
     assert "key-a" not in owner
     assert len(owner) == 32
+
+
+def test_cors_is_off_by_default_and_covers_steps_when_on(make_client: MakeClient) -> None:
+    origin = {"Origin": "https://app.example"}
+    plain = make_client()
+    sid = plain.post("/v1/sessions", json={"model": "diffed"}).json()["id"]
+    r = plain.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[1.0]]}, headers=origin)
+    assert "access-control-allow-origin" not in r.headers
+    cors = make_client(security={"cors_origins": ["https://app.example"]})
+    sid = cors.post("/v1/sessions", json={"model": "diffed"}).json()["id"]
+    r = cors.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[1.0]]}, headers=origin)
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
