@@ -58,6 +58,7 @@ def build_parser(prog: str = "python scripts/bench.py") -> argparse.ArgumentPars
     sections = ["floor", "http", "ws", "history", "rss", "naive", "extras"]
     p.add_argument("--skip", action="append", default=[], choices=sections, help="leave out")
     p.add_argument("--out-dir", type=Path, help="where benchmarks.md goes (docs/; quick: temp)")
+    p.add_argument("--from-json", type=Path, help="measure nothing: re-render this results file")
     return p
 
 
@@ -74,11 +75,14 @@ def _section(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python scripts/bench.py") -> int:
-    from benchlib import doc, table, wrk
+    from benchlib import wrk
     from benchlib.machine import describe
     from benchlib.sections import Bench
 
     args = build_parser(prog).parse_args(argv)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        return _report(results, args.out_dir or args.from_json.parent, write_json=False)
     defaults = QUICK if args.quick else FULL
     for key in ("duration", "repeats", "samples", "sessions"):
         if getattr(args, key) is None:
@@ -123,14 +127,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "python scripts/bench.py
     finally:
         bench.stop_servers()
     results["meta"]["wall_s"] = round(time.monotonic() - started)
+    return _report(results, out_dir)
+
+
+def _report(results: dict[str, Any], out_dir: Path, write_json: bool = True) -> int:
+    from benchlib import doc, table
+
     print()
     print(table.text(table.rows(results)))
     print()
     for v in doc.verdict_lines(results):
         print(v)
     written = doc.write(results, out_dir)
-    print(f"\nwrote {', '.join(str(p) for p in written)} in {results['meta']['wall_s']} s")
-    (out_dir / "benchmarks.json").write_text(json.dumps(results, indent=1, default=str))
+    if write_json:
+        written.append(out_dir / "benchmarks.json")
+        written[-1].write_text(json.dumps(results, indent=1, default=str))
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0
 
 

@@ -65,6 +65,14 @@ def _why(results: dict[str, Any]) -> list[str]:
             f"of 10 ms needs roughly {64 / 0.005:,.0f} steps/s or more (mean ≈ 5 ms); the p99 "
             f"measured was {seq['p99_ms']:.1f} ms."
         )
+        if empty.get("rps"):
+            notes[-1] += (
+                f" The empty endpoint itself managed {fmt(empty['rps'])} requests/s at 64 "
+                f"streams (mean {64 / empty['rps'] * 1e3:.1f} ms, p99 {empty['p99_ms']:.1f} ms),"
+                " so on this machine the bound is "
+                + ("below" if empty["p99_ms"] > 10 else "within")
+                + " the reach of the bare stack under the same closed-loop load."
+            )
     if naive:
         notes.append(
             f"**Naive baseline.** {fmt(naive.get('rps'))} steps/s at 64 streams, "

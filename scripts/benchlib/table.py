@@ -33,7 +33,7 @@ def _floor_rows(results: dict[str, Any]) -> list[Row]:
             rows.append(
                 (
                     "floor",
-                    f"empty endpoint, {streams} streams",
+                    f"empty endpoint, {streams} stream{'s' if streams > 1 else ''}",
                     f"{fmt(e['rps'])}/s, p50 {fmt(e['p50_ms'], ' ms', 2)}, "
                     f"p99 {fmt(e['p99_ms'], ' ms', 2)}",
                     "1.00×",
@@ -55,7 +55,7 @@ def _load_rows(results: dict[str, Any], section: str, name: str, label: str) -> 
         rows.append(
             (
                 label,
-                f"{streams} streams: steps/s",
+                f"{streams} stream{'s' if streams > 1 else ''}: steps/s",
                 f"{fmt(p['rps'])}/s",
                 fmt_ratio(paired_ratio(results, me, EMPTY, streams, "rps")),
                 fmt_ratio(paired_ratio(results, me, NAIVE, streams, "rps") if n else None),
@@ -65,7 +65,7 @@ def _load_rows(results: dict[str, Any], section: str, name: str, label: str) -> 
             rows.append(
                 (
                     label,
-                    f"{streams} streams: {what} latency",
+                    f"{streams} stream{'s' if streams > 1 else ''}: {what} latency",
                     fmt(p.get(key), " ms", 2),
                     fmt_ratio(paired_ratio(results, me, EMPTY, streams, key)),
                     fmt_ratio(paired_ratio(results, me, NAIVE, streams, key) if n else None),
@@ -73,7 +73,13 @@ def _load_rows(results: dict[str, Any], section: str, name: str, label: str) -> 
             )
         if "batch_mean" in p:
             rows.append(
-                (label, f"{streams} streams: mean batch", fmt(p["batch_mean"], "", 1), "", "")
+                (
+                    label,
+                    f"{streams} stream{'s' if streams > 1 else ''}: mean batch",
+                    fmt(p["batch_mean"], "", 1),
+                    "",
+                    "",
+                )
             )
     return rows
 
