@@ -34,18 +34,20 @@ def _error_frame(error: SeqServeError, message_id: Any) -> str:
     return orjson.dumps({"error": body, "id": message_id}).decode()
 
 
+class StreamMessage(StepRequest):
+    id: Any = None  # echoed in the reply, for the client's bookkeeping
+
+
 def _parse(text: str) -> tuple[StepRequest, Any]:
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"the message is not JSON: {exc}") from None
-    message_id = data.pop("id", None) if isinstance(data, dict) else None
-    try:
-        return StepRequest.model_validate(data), message_id
+    try:  # one pass from text to validated model (pydantic-core's own JSON parser)
+        message = StreamMessage.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise MalformedRequest(f"the message is not JSON: {first['msg']}") from None
         where = ".".join(map(str, first["loc"])) or "message"
         raise BadInput(f"{where}: {first['msg']}") from None
+    return message, message.id
 
 
 async def _serve(websocket: WebSocket, engine: Engine, session_id: str, owner: str | None) -> None:
