@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from service.api import health, models, problems, sessions, streaming, v2
 from service.api.deps import KeyRing
-from service.api.fastlane import StepFastLane
+from service.api.fastlane import FastLane
 from service.api.middleware import RequestContext
 from service.engine import Engine
 from service.errors import ModelLoadError
@@ -93,9 +93,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     app.state.keys = KeyRing(settings.api_keys())
     problems.install(app)
-    for router in (sessions.router, health.router, models.router, streaming.router, v2.router):
+    # hot paths first: route matching walks this list
+    for router in (sessions.router, v2.router, health.router, models.router, streaming.router):
         app.include_router(router)
-    app.add_middleware(StepFastLane)  # innermost: CORS, ids, limits and metrics still apply
+    app.add_middleware(FastLane)  # innermost: CORS, ids, limits and metrics still apply
     if settings.security.cors_origins:
         app.add_middleware(
             CORSMiddleware,

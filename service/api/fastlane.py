@@ -1,9 +1,9 @@
-"""The step fast lane: `POST /v1/sessions/{id}/steps` answered straight from ASGI.
+"""The fast lane: `POST /v1/sessions/{id}/steps` and `POST /v2/.../infer` straight from ASGI.
 
 A step is the request seqserve serves most; FastAPI's routing and dependency machinery cost
-more than the step itself. This middleware answers it with the same parsing, engine call,
-answers and errors as the documented route in `api/sessions.py` (which stays in the OpenAPI
-spec and serves any request this lane passes on).
+more than the step itself. This middleware answers these two with the same functions,
+answers and errors as their documented routes (`api/sessions.py`, `api/v2/infer.py`), which
+stay in the OpenAPI spec and answer the same way should a request reach them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.arrays import steps_array
@@ -20,32 +23,52 @@ from service.api.fastbody import parse_body
 from service.api.problems import validation_problem
 from service.api.responses import problem_response
 from service.api.schemas import StepRequest
+from service.api.v2.errors import error_response, from_domain
+from service.api.v2.infer import run_infer
 from service.errors import SeqServeError
 
-_PATH = re.compile(r"^/v1/sessions/([^/]+)/steps$")
+_STEP = re.compile(r"^/v1/sessions/([^/]+)/steps$")
+_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _JSON = (b"content-type", b"application/json")
 _REPLAYED = (b"seqserve-replayed", b"true")
 
 
-class _Route:
+class _StepRoute:
     path = "/v1/sessions/{session_id}/steps"  # the metrics label, as for the routed request
 
 
-class StepFastLane:
+class _InferRoute:
+    path = "/v2/models/{model}/infer"
+
+
+class _InferVersionRoute:
+    path = "/v2/models/{model}/versions/{version}/infer"
+
+
+class FastLane:
+    """Answers the two hot paths (v1 steps, V2 infer) before FastAPI's routing."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.match(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = _Route
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if (step := _STEP.match(path)) is not None:
+                await self._step(scope, receive, send, step.group(1))
+                return
+            if (infer := _INFER.match(path)) is not None:
+                await self._infer(scope, receive, send, infer.group(1), infer.group(2))
+                return
+        await self.app(scope, receive, send)
+
+    async def _step(self, scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
+        scope["route"] = _StepRoute
         key = dict(scope["headers"]).get(b"x-api-key")
         try:
-            body = await run_step(
+            content, replayed = await run_step(
                 scope["app"].state,
-                match.group(1),
+                session_id,
                 None if key is None else key.decode("latin-1"),
                 await _read(receive),
             )
@@ -55,12 +78,29 @@ class StepFastLane:
         except RequestValidationError as error:
             await validation_problem(error, scope["path"])(scope, receive, send)
             return
-        content, replayed = body
         headers = [_JSON, (b"content-length", str(len(content)).encode())]
         if replayed:
             headers.append(_REPLAYED)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, send: Send, model: str, version: str | None
+    ) -> None:
+        scope["route"] = _InferRoute if version is None else _InferVersionRoute
+        request = Request(scope, receive)
+        state: Any = scope["app"].state
+        response: Response
+        try:
+            owner = state.keys.owner(request.headers.get("x-api-key"))
+            response = await run_infer(request, state.engine, owner, model, version)
+        except SeqServeError as error:
+            response = from_domain(error)
+        except HTTPException as error:  # the body limit
+            response = error_response(
+                error.status_code, str(error.detail), dict(error.headers or {})
+            )
+        await response(scope, receive, send)
 
 
 async def run_step(

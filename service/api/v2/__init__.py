@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from service.api.v2 import errors, infer, server, stats
 
 router = APIRouter()
-# statistics first: /v2/models/stats must win over /v2/models/{model}; the fallback last
-for part in (stats.router, server.router, infer.router, errors.fallback):
+# infer first (the hot path; its POST .../infer paths overlap nothing), then statistics
+# (/v2/models/stats must win over /v2/models/{model}); the fallback last
+for part in (infer.router, stats.router, server.router, errors.fallback):
     router.include_router(part)

@@ -22,7 +22,7 @@ router = APIRouter(route_class=V2Route, tags=["v2"])
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-async def _infer(
+async def run_infer(
     request: Request, engine: EngineDep, owner: str | None, name: str, version: str | None
 ) -> Response:
     started = time.perf_counter_ns()
@@ -56,11 +56,11 @@ async def _infer(
 
 @router.post("/v2/models/{model}/infer", summary="V2 inference (stateless, or a sequence step)")
 async def infer(model: str, request: Request, engine: EngineDep, owner: OwnerDep) -> Response:
-    return await _infer(request, engine, owner, model, None)
+    return await run_infer(request, engine, owner, model, None)
 
 
 @router.post("/v2/models/{model}/versions/{version}/infer", summary="V2 inference on a version")
 async def infer_version(
     model: str, version: str, request: Request, engine: EngineDep, owner: OwnerDep
 ) -> Response:
-    return await _infer(request, engine, owner, model, version)
+    return await run_infer(request, engine, owner, model, version)
