@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 
-class LSTMForecaster(nn.Module):
-    """`(x[B,T,F], h0[L,B,H], c0[L,B,H]) -> (y[B,T,O], hn[L,B,H], cn[L,B,H])`."""
+class _Recurrent(nn.Module):
+    """A batch-first `nn.LSTM`/`nn.GRU` stack and a linear head; subclasses give `forward`."""
 
-    cell = "lstm"
+    cell: str
+    rnn_type: type[nn.RNNBase]
+    n_states: int
 
     def __init__(self, n_features: int, hidden_size: int, num_layers: int, n_outputs: int):
         super().__init__()
@@ -21,8 +23,18 @@ class LSTMForecaster(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.n_outputs = n_outputs
-        self.rnn = nn.LSTM(n_features, hidden_size, num_layers=num_layers, batch_first=True)
+        self.rnn = self.rnn_type(n_features, hidden_size, num_layers=num_layers, batch_first=True)
         self.head = nn.Linear(hidden_size, n_outputs)
+
+    def zero_state(self, batch: int) -> tuple[torch.Tensor, ...]:
+        shape = (self.num_layers, batch, self.hidden_size)
+        return tuple(torch.zeros(shape) for _ in range(self.n_states))
+
+
+class LSTMForecaster(_Recurrent):
+    """`(x[B,T,F], h0[L,B,H], c0[L,B,H]) -> (y[B,T,O], hn[L,B,H], cn[L,B,H])`."""
+
+    cell, rnn_type, n_states = "lstm", nn.LSTM, 2
 
     def forward(
         self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
@@ -30,31 +42,15 @@ class LSTMForecaster(nn.Module):
         out, (hn, cn) = self.rnn(x, (h0, c0))
         return self.head(out), hn, cn
 
-    def zero_state(self, batch: int) -> tuple[torch.Tensor, ...]:
-        shape = (self.num_layers, batch, self.hidden_size)
-        return torch.zeros(shape), torch.zeros(shape)
 
-
-class GRUForecaster(nn.Module):
+class GRUForecaster(_Recurrent):
     """`(x[B,T,F], h0[L,B,H]) -> (y[B,T,O], hn[L,B,H])`."""
 
-    cell = "gru"
-
-    def __init__(self, n_features: int, hidden_size: int, num_layers: int, n_outputs: int):
-        super().__init__()
-        self.n_features = n_features
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.n_outputs = n_outputs
-        self.rnn = nn.GRU(n_features, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden_size, n_outputs)
+    cell, rnn_type, n_states = "gru", nn.GRU, 1
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, hn = self.rnn(x, h0)
         return self.head(out), hn
-
-    def zero_state(self, batch: int) -> tuple[torch.Tensor, ...]:
-        return (torch.zeros(self.num_layers, batch, self.hidden_size),)
 
 
 Forecaster = LSTMForecaster | GRUForecaster
