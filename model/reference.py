@@ -22,57 +22,19 @@ follows the last one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
-RECURRENT_OPS = {"LSTM": "lstm", "GRU": "gru"}
-# Ops that pass a tensor through unchanged in value (only layout) between a graph input and a
-# recurrent node, or between a recurrent node and the head.
-_PASSTHROUGH = {
-    "Identity",
-    "Transpose",
-    "Squeeze",
-    "Unsqueeze",
-    "Reshape",
-    "Cast",
-    "Slice",
-    "Gather",
-}
+from model.onnx_graph import GraphReader, Layer, ReferenceError
 
-
-class ReferenceError(ValueError):
-    """The ONNX graph is not a stack of native recurrent layers plus a linear head."""
+__all__ = ["Layer", "ReferenceError", "ReferenceModel", "gru_layer", "lstm_layer"]
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-v))
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One recurrent layer in ONNX layout (single direction), as float64."""
-
-    w: np.ndarray  # [gates*H, I]
-    r: np.ndarray  # [gates*H, H]
-    wb: np.ndarray  # [gates*H]
-    rb: np.ndarray  # [gates*H]
-    linear_before_reset: bool = False  # GRU only
-
-    @property
-    def hidden_size(self) -> int:
-        return self.r.shape[1]
-
-    def astype(self, dtype: type[np.floating]) -> Layer:
-        arrays = {k: getattr(self, k).astype(dtype) for k in ("w", "r", "wb", "rb")}
-        return replace(self, **arrays)
-
-    @property
-    def input_size(self) -> int:
-        return self.w.shape[1]
 
 
 def lstm_layer(
@@ -137,7 +99,7 @@ class ReferenceModel:
     @classmethod
     def from_onnx(cls, path: str | Path | onnx.ModelProto) -> ReferenceModel:
         model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
-        return _GraphReader(model.graph).read()
+        return cls(**GraphReader(model.graph).read())
 
     @property
     def n_features(self) -> int:
@@ -186,165 +148,3 @@ class ReferenceModel:
             else:
                 seq, new[0][li] = gru_layer(layer, seq, states[0][li])
         return seq @ self.head_w.astype(dtype) + self.head_b.astype(dtype), new
-
-
-class _GraphReader:
-    """Finds the recurrent nodes, their weights and the head in an exported graph."""
-
-    def __init__(self, graph: onnx.GraphProto):
-        self.graph = graph
-        self.producer = {o: n for n in graph.node for o in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for n in graph.node:
-            for i in n.input:
-                self.consumers.setdefault(i, []).append(n)
-        self.inits = {t.name: t for t in graph.initializer}
-        self.graph_inputs = {i.name for i in graph.input} - set(self.inits)
-
-    def const(self, name: str) -> np.ndarray | None:
-        """The value of a tensor that is an initializer or a Constant (through Identity)."""
-        if name in self.inits:
-            return numpy_helper.to_array(self.inits[name])
-        node = self.producer.get(name)
-        if node is None:
-            return None
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    return numpy_helper.to_array(a.t)
-            return None
-        if node.op_type == "Identity":
-            return self.const(node.input[0])
-        return None
-
-    def weight(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray:
-        name = node.input[index] if index < len(node.input) else ""
-        value = self.const(name) if name else None
-        if value is None:
-            raise ReferenceError(f"{node.op_type} node {node.name!r}: {what} is not a constant")
-        return value.astype(np.float64)
-
-    def source_input(self, name: str) -> tuple[str, int | None]:
-        """Walk back through pass-through ops to a graph input; also report a layer slice index."""
-        index: int | None = None
-        while name not in self.graph_inputs:
-            node = self.producer.get(name)
-            if node is None or node.op_type not in _PASSTHROUGH:
-                op = node.op_type if node is not None else "nothing"
-                raise ReferenceError(f"tensor {name!r} comes from {op}, not from a graph input")
-            if node.op_type in ("Slice", "Gather"):
-                start = self.const(node.input[1])
-                if start is None or start.size != 1:
-                    raise ReferenceError(f"{node.op_type} {node.name!r} has a non-constant index")
-                index = int(start.reshape(-1)[0])
-            name = node.input[0]
-        return name, index
-
-    def read(self) -> ReferenceModel:
-        rec = [n for n in self.graph.node if n.op_type in RECURRENT_OPS]
-        if not rec:
-            raise ReferenceError("graph has no native LSTM or GRU node")
-        cells = {RECURRENT_OPS[n.op_type] for n in rec}
-        if len(cells) != 1:
-            raise ReferenceError(f"graph mixes recurrent cell types {sorted(cells)}")
-        cell = cells.pop()
-        n_states = 2 if cell == "lstm" else 1
-        layers, state_inputs = [], None
-        for li, node in enumerate(rec):
-            layers.append(self.layer(node))
-            names = []
-            for k in range(n_states):
-                state = node.input[5 + k] if len(node.input) > 5 + k else ""
-                if not state:
-                    raise ReferenceError(f"layer {li} has no initial state input {5 + k}")
-                src, idx = self.source_input(state)
-                if idx not in (li, None) or (idx is None and len(rec) > 1):
-                    raise ReferenceError(f"layer {li} takes its state from slice {idx} of {src}")
-                names.append(src)
-            if state_inputs is not None and names != state_inputs:
-                raise ReferenceError(f"layer {li} reads state from {names}, not {state_inputs}")
-            state_inputs = names
-            if li > 0 and self.upstream_recurrent(node.input[0]) is not rec[li - 1]:
-                raise ReferenceError(f"layer {li} does not consume layer {li - 1}'s output")
-        data_input, _ = self.source_input(rec[0].input[0])
-        head_w, head_b = self.head(rec[-1], layers[-1].hidden_size)
-        return ReferenceModel(
-            cell=cell,
-            layers=tuple(layers),
-            head_w=head_w,
-            head_b=head_b,
-            data_input=data_input,
-            state_inputs=tuple(state_inputs or ()),
-        )
-
-    def layer(self, node: onnx.NodeProto) -> Layer:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        direction = attrs.get("direction", b"forward")
-        if direction not in (b"forward", "forward"):
-            raise ReferenceError(f"{node.op_type} {node.name!r}: direction {direction!r}")
-        for unsupported in ("activations", "clip", "layout", "input_forget"):
-            if attrs.get(unsupported) not in (None, 0):
-                raise ReferenceError(f"{node.op_type} {node.name!r}: {unsupported} unsupported")
-        if len(node.input) > 4 and node.input[4]:
-            raise ReferenceError(f"{node.op_type} {node.name!r}: sequence_lens unsupported")
-        if len(node.input) > 7 and node.input[7]:
-            raise ReferenceError(f"LSTM {node.name!r}: peephole weights unsupported")
-        w = self.weight(node, 1, "W")[0]
-        r = self.weight(node, 2, "R")[0]
-        gates = 4 if node.op_type == "LSTM" else 3
-        hs = r.shape[1]
-        if w.shape[0] != gates * hs or r.shape[0] != gates * hs:
-            raise ReferenceError(f"{node.op_type} {node.name!r}: W/R shapes {w.shape}, {r.shape}")
-        if len(node.input) > 3 and node.input[3]:
-            b = self.weight(node, 3, "B")[0]
-        else:
-            b = np.zeros(2 * gates * hs)
-        return Layer(
-            w=w,
-            r=r,
-            wb=b[: gates * hs],
-            rb=b[gates * hs :],
-            linear_before_reset=bool(attrs.get("linear_before_reset", 0)),
-        )
-
-    def upstream_recurrent(self, name: str) -> onnx.NodeProto | None:
-        node = self.producer.get(name)
-        while node is not None and node.op_type in _PASSTHROUGH:
-            node = self.producer.get(node.input[0])
-        return node if node is not None and node.op_type in RECURRENT_OPS else None
-
-    def head(self, last: onnx.NodeProto, hidden: int) -> tuple[np.ndarray, np.ndarray]:
-        """The affine map after the last recurrent node's `Y`: MatMul (+ Add) or Gemm."""
-        name = last.output[0]
-        while True:
-            users = self.consumers.get(name, [])
-            if len(users) != 1:
-                raise ReferenceError(f"recurrent output {name!r} has {len(users)} consumers")
-            node = users[0]
-            if node.op_type in _PASSTHROUGH:
-                name = node.output[0]
-                continue
-            break
-        if node.op_type == "Gemm":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            w = self.weight(node, 1, "head weight")
-            w = w.T if attrs.get("transB", 0) else w
-            w = w * attrs.get("alpha", 1.0)
-            b = self.weight(node, 2, "head bias") * attrs.get("beta", 1.0)
-        elif node.op_type == "MatMul":
-            w = self.weight(node, 1, "head weight")
-            b = np.zeros(w.shape[1])
-            adds = self.consumers.get(node.output[0], [])
-            if len(adds) == 1 and adds[0].op_type == "Add":
-                other = [i for i in adds[0].input if i != node.output[0]]
-                bias = self.const(other[0]) if len(other) == 1 else None
-                if bias is None:
-                    raise ReferenceError("the head's Add has no constant bias")
-                b = bias.astype(np.float64).reshape(-1)
-        else:
-            raise ReferenceError(
-                f"expected the head (MatMul/Gemm) after the RNN, got {node.op_type}"
-            )
-        if w.ndim != 2 or w.shape[0] != hidden or b.shape != (w.shape[1],):
-            raise ReferenceError(f"head shapes W{w.shape} b{b.shape} misfit hidden size {hidden}")
-        return w, b
