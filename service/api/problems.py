@@ -36,6 +36,13 @@ def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip() != "application/json" and any(
+        list(e.get("loc", ())) == ["body"] for e in exc.errors()
+    ):  # FastAPI reads a JSON body only when it is labelled as one
+        detail = f"send the body as JSON with Content-Type: application/json (got {content_type!r})"
+        body = problem(415, "Unsupported media type", "unsupported-media-type", detail)
+        return Problem(body, status_code=415)
     return validation_problem(exc, request.url.path)
 
 

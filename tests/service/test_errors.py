@@ -129,3 +129,13 @@ def test_values_beyond_the_models_range_are_refused(client: TestClient) -> None:
     assert r.status_code == 422
     assert "prev_x" in r.json()["detail"]
     assert client.get(f"/v1/sessions/{sid}").json()["step"] == 1
+
+
+def test_a_body_not_labelled_json_gets_a_hint(client: TestClient) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}  # curl -d's default
+    r = client.post("/v1/sessions", content=b'{"model": "diffed"}', headers=form)
+    assert r.status_code == 415
+    assert "Content-Type: application/json" in r.json()["detail"]
+    labelled = {"content-type": "application/json"}
+    r = client.post("/v1/sessions", content=b'{"model": "diffed"}', headers=labelled)
+    assert r.status_code == 201
