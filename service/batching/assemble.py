@@ -38,9 +38,16 @@ def run_groups(
 ) -> tuple[list[Array | BaseException], StateRows]:
     """Run B steps ([T_i, F] each) grouped by T. Returns per-step outputs ([T_i, O]) or the
     exception its group raised, and the new state (rows of failed groups left unchanged)."""
+    groups = group_by_length([r.shape[0] for r in raws])
+    if len(groups) == 1:  # the common case: one call on the batch as it is, no row shuffling
+        try:
+            out, rows = advance(np.stack(raws), state, has_prev)
+        except Exception as exc:
+            return [exc] * len(raws), state
+        return list(out), rows
     new = select(state, range(len(raws)))
     results: list[Array | BaseException] = [np.empty(0)] * len(raws)
-    for idx in group_by_length([r.shape[0] for r in raws]).values():
+    for idx in groups.values():
         try:
             out, rows = advance(np.stack([raws[i] for i in idx]), select(state, idx), has_prev[idx])
         except Exception as exc:  # a failed group fails its own steps and nothing else
