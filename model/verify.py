@@ -109,14 +109,7 @@ def _check_tensor(kind: str, spec: TensorSpec, value: onnx.ValueInfoProto) -> li
 
 def expected_specs(manifest: Manifest) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
     """The graph inputs and outputs a manifest's signature implies, by name."""
-    sig = manifest.signature
-    inputs = {sig.data_input.name: sig.data_input}
-    outputs = {sig.data_output.name: sig.data_output}
-    for pair in sig.state:
-        shape: list[int | str] = [pair.layers, "batch", pair.size]
-        inputs[pair.input] = TensorSpec(name=pair.input, shape=shape)
-        outputs[pair.output] = TensorSpec(name=pair.output, shape=shape)
-    return inputs, outputs
+    return manifest.signature.graph_specs()
 
 
 def check_signature(manifest: Manifest, model: onnx.ModelProto) -> None:

@@ -65,6 +65,16 @@ class Signature(_Strict):
     data_output: TensorSpec
     state: list[StatePair] = Field(min_length=1)
 
+    def graph_specs(self) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
+        """The graph inputs and outputs this signature implies, by name (state as [L, B, H])."""
+        inputs = {self.data_input.name: self.data_input}
+        outputs = {self.data_output.name: self.data_output}
+        for pair in self.state:
+            shape: list[int | str] = [pair.layers, "batch", pair.size]
+            inputs[pair.input] = TensorSpec(name=pair.input, shape=shape)
+            outputs[pair.output] = TensorSpec(name=pair.output, shape=shape)
+        return inputs, outputs
+
 
 class Manifest(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -94,13 +94,7 @@ class OnnxModel:
     def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
         graph_in = {n.name: n for n in session.get_inputs()}
         graph_out = {n.name: n for n in session.get_outputs()}
-        sig = manifest.signature
-        want_in = {sig.data_input.name: sig.data_input}
-        want_out = {sig.data_output.name: sig.data_output}
-        for pair in sig.state:
-            shape: list[int | str] = [pair.layers, "batch", pair.size]
-            want_in[pair.input] = TensorSpec(name=pair.input, shape=shape)
-            want_out[pair.output] = TensorSpec(name=pair.output, shape=shape)
+        want_in, want_out = manifest.signature.graph_specs()
         for kind, want, got in (("input", want_in, graph_in), ("output", want_out, graph_out)):
             if set(want) != set(got):
                 raise ModelLoadError(
