@@ -26,8 +26,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
       > /tmp/requirements.txt \
  && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: -r /tmp/requirements.txt
 
-# Then the project itself (service/, model/, the CLI and the bundled model repository).
-COPY README.md seqserve_cli.py ./
+# Then the project itself (seqserve/ with the CLI, service/ with the bundled model repository, model/).
+COPY README.md ./
+COPY seqserve ./seqserve
 COPY service ./service
 COPY model ./model
 # Then trim what serving never runs: pip and setuptools (nothing is installed at run time);
@@ -46,11 +47,12 @@ RUN /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps . \
       $SITE/onnxruntime/capi/libonnxruntime.so.* \
  && find /opt/seqserve -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
  && cd /tmp && PYTHONDONTWRITEBYTECODE= /opt/seqserve/bin/python -c "import glob, uvicorn, \
-onnxruntime, service.__main__, service.state.redis_store; from service.app import create_app; \
-from service.settings import Settings; uvicorn.Config(create_app(Settings()), loop='uvloop', \
-http='httptools').load(); onnxruntime.InferenceSession(glob.glob('$SITE/service/model_repository\
+onnxruntime, seqserve.service.__main__, seqserve.service.state.redis_store; \
+from seqserve.service.app import create_app; \
+from seqserve.service.settings import Settings; uvicorn.Config(create_app(Settings()), loop='uvloop', \
+http='httptools').load(); onnxruntime.InferenceSession(glob.glob('$SITE/seqserve/service/model_repository\
 /*/*/model.onnx')[0], providers=['CPUExecutionProvider'])" \
- && /opt/seqserve/bin/python -m compileall -q $SITE/service $SITE/seqserve_cli.py > /dev/null
+ && /opt/seqserve/bin/python -m compileall -q $SITE/seqserve > /dev/null
 
 # ---- final: the venv on a clean base, a numeric non-root user, nothing else ----
 FROM ${PYTHON_IMAGE}

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from seqserve.model.data import SEASON, Prepared
 from torch import nn
-
-from model.data import SEASON, Prepared
 
 HORIZONS = (1, 13)
 

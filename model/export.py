@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
-from model import lstm
-from model.verify import Runner, verify_model_dir
-from service.repository.manifest import (
+from seqserve.model import lstm
+from seqserve.model.verify import Runner, verify_model_dir
+from seqserve.service.repository.manifest import (
     Feature,
     Manifest,
     Output,
@@ -31,6 +29,7 @@ from service.repository.manifest import (
     StatePair,
     TensorSpec,
 )
+from torch import nn
 
 OPSET = 17
 STATE_NAMES = {"lstm": (("h0", "hn"), ("c0", "cn")), "gru": (("h0", "hn"),)}

@@ -9,9 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-
-from model.data import Prepared  # noqa: E402
-from model.evaluate import TestReport  # noqa: E402
+from seqserve.model.data import Prepared  # noqa: E402
+from seqserve.model.evaluate import TestReport  # noqa: E402
 
 _META = {"Software": None}  # no matplotlib version stamp: identical runs give identical files
 

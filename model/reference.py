@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from model.onnx_graph import GraphReader, Layer, ReferenceError
+from seqserve.model.onnx_graph import GraphReader, Layer, ReferenceError
 
 __all__ = ["Layer", "ReferenceError", "ReferenceModel", "gru_layer", "lstm_layer"]
 

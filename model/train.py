@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from seqserve.model import lstm
+from seqserve.model.config import TrainConfig
+from seqserve.model.data import PROVENANCE, Prepared, load_prepared
+from seqserve.model.evaluate import HORIZONS, evaluate_test, predict_all
 from torch import nn
 from tqdm import tqdm
-
-from model import lstm
-from model.config import TrainConfig
-from model.data import PROVENANCE, Prepared, load_prepared
-from model.evaluate import HORIZONS, evaluate_test, predict_all
 
 CHECKPOINT = "checkpoint.pt"
 # Where a run writes and whether it shows a bar do not change the model: keep them out of the
@@ -121,7 +120,7 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.plot_dir is not None:
-        from model.plots import plot_forecast, plot_losses
+        from seqserve.model.plots import plot_forecast, plot_losses
 
         plot_losses(history, best_epoch, Path(cfg.plot_dir) / "loss.png")
         plot_forecast(prep, report, Path(cfg.plot_dir) / "forecast.png")

@@ -23,9 +23,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from pydantic import ValidationError
-
-from model.reference import ReferenceError, ReferenceModel
-from service.repository.manifest import Manifest, TensorSpec
+from seqserve.model.reference import ReferenceError, ReferenceModel
+from seqserve.service.repository.manifest import Manifest, TensorSpec
 
 # (x[B,T,F], states) -> (y, new states), float32 in, any float out.
 Runner = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]

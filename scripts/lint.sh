@@ -4,4 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check .
 ruff format --check .
-mypy service
+# mypy resolves modules by folder; the install maps service/ to seqserve.service, so check a
+# link tree laid out as the installed package (build/ is ignored by git).
+tree=build/mypy-tree/seqserve
+rm -rf build/mypy-tree && mkdir -p "$tree"
+for f in seqserve/*.py seqserve/py.typed; do ln -s "$PWD/$f" "$tree/"; done
+ln -s "$PWD/service" "$tree/service"
+mypy "$tree"/*.py "$tree/service"

@@ -1,4 +1,4 @@
-"""Print the settings reference (docs/settings.md) from service.settings.Settings.
+"""Print the settings reference (docs/settings.md) from seqserve.service.settings.Settings.
 
 python scripts/settings_table.py > docs/settings.md
 """
@@ -10,8 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-
-from service.settings import Settings
+from seqserve.service.settings import Settings
 
 HEADER = """# Settings
 

@@ -1,4 +1,4 @@
-"""`python -m service` / `seqserve serve`: run the server with uvicorn."""
+"""`python -m seqserve.service` / `seqserve serve`: run the server with uvicorn."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import sys
 
 import uvicorn
 from pydantic import ValidationError
-
-from service import logs
-from service.app import begin_drain, create_app
-from service.drain import DrainingServer
-from service.settings import Settings
+from seqserve.service import logs
+from seqserve.service.app import begin_drain, create_app
+from seqserve.service.drain import DrainingServer
+from seqserve.service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,18 +11,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-
-from service.api import health, models, problems, sessions, streaming, v2
-from service.api.deps import KeyRing
-from service.api.fastlane import FastLane
-from service.api.middleware import RequestContext
-from service.engine import Engine
-from service.errors import ModelLoadError
-from service.metrics import Metrics
-from service.repository.registry import Registry
-from service.settings import Settings
-from service.state.factory import open_store
-from service.state.snapshot import restore_at_start, write_at_shutdown
+from seqserve.service.api import health, models, problems, sessions, streaming, v2
+from seqserve.service.api.deps import KeyRing
+from seqserve.service.api.fastlane import FastLane
+from seqserve.service.api.middleware import RequestContext
+from seqserve.service.engine import Engine
+from seqserve.service.errors import ModelLoadError
+from seqserve.service.metrics import Metrics
+from seqserve.service.repository.registry import Registry
+from seqserve.service.settings import Settings
+from seqserve.service.state.factory import open_store
+from seqserve.service.state.snapshot import restore_at_start, write_at_shutdown
 
 log = logging.getLogger("seqserve")
 

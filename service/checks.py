@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from service.errors import BadInput
-from service.repository.registry import LoadedModel
-from service.settings import LimitSettings, SessionSettings
-from service.state.store import StateRows
+from seqserve.service.errors import BadInput
+from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.settings import LimitSettings, SessionSettings
+from seqserve.service.state.store import StateRows
 
 Array = np.ndarray
 

@@ -11,11 +11,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
-
-from service import stateless
-from service.batching.batcher import StepBatcher, StepJob, StepResult
-from service.checks import check_carry, check_forecast, check_steps, session_ttls
-from service.errors import (
+from seqserve.service import stateless
+from seqserve.service.batching.batcher import StepBatcher, StepJob, StepResult
+from seqserve.service.checks import check_carry, check_forecast, check_steps, session_ttls
+from seqserve.service.errors import (
     BadInput,
     Conflict,
     Gone,
@@ -23,13 +22,13 @@ from service.errors import (
     StepConflict,
     Unavailable,
 )
-from service.metrics import Metrics
-from service.repository.registry import LoadedModel, Registry
-from service.runtime.compute import forecast_step, rollout
-from service.session_locks import SessionLocks
-from service.settings import Settings
-from service.state.codec import decode_state, encode_state, state_target
-from service.state.store import Session, StateRows, StateStore
+from seqserve.service.metrics import Metrics
+from seqserve.service.repository.registry import LoadedModel, Registry
+from seqserve.service.runtime.compute import forecast_step, rollout
+from seqserve.service.session_locks import SessionLocks
+from seqserve.service.settings import Settings
+from seqserve.service.state.codec import decode_state, encode_state, state_target
+from seqserve.service.state.store import Session, StateRows, StateStore
 
 Array = np.ndarray
 T = TypeVar("T")

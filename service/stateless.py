@@ -6,13 +6,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-
-from service.batching.assemble import group_by_length
-from service.checks import check_batch, check_forecast, check_steps
-from service.errors import BadInput
-from service.repository.registry import LoadedModel
-from service.runtime.compute import advance, rollout
-from service.settings import LimitSettings
+from seqserve.service.batching.assemble import group_by_length
+from seqserve.service.checks import check_batch, check_forecast, check_steps
+from seqserve.service.errors import BadInput
+from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.compute import advance, rollout
+from seqserve.service.settings import LimitSettings
 
 Array = np.ndarray
 RunInPool = Callable[..., Awaitable[Any]]

@@ -248,7 +248,7 @@ def _method(results: dict[str, Any]) -> list[str]:
         "(one intra-op thread, as the server), T = 1, batch 1, 64 and 1024; median of 5 rounds.",
         "- **Floor, stack**: `scripts/empty_app.py`, FastAPI on one uvicorn process with uvloop "
         "and httptools, answering `{}` on the step path, under the same wrk load.",
-        "- **seqserve HTTP**: `python -m service` with the bundled model; POST "
+        "- **seqserve HTTP**: `python -m seqserve.service` with the bundled model; POST "
         '`/v1/sessions/{id}/steps` `{"inputs": [[415.2]]}`. Mean batch: '
         "`seqserve_ort_batch_size` sum/count deltas over each point.",
         "- **Naive baseline**: `scripts/naive_server.py`: FastAPI, sync endpoints (thread pool), "

@@ -40,7 +40,7 @@ class Server:
         settings = {"SEQSERVE_PORT": "{port}", "SEQSERVE_LOG_LEVEL": "warning", **env}
         if repository is not None:
             settings["SEQSERVE_MODEL_REPOSITORY"] = str(repository)
-        server = cls("seqserve", [sys.executable, "-m", "service"], log_dir)
+        server = cls("seqserve", [sys.executable, "-m", "seqserve.service"], log_dir)
         server.env.update({k: v.replace("{port}", str(server.port)) for k, v in settings.items()})
         return server
 

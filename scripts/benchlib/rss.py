@@ -34,10 +34,9 @@ def _rss() -> int:
 
 def probe_seqserve(n: int, repository: str | None, trace: bool = False) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
-
-    from service.app import build_engine
-    from service.metrics import Metrics
-    from service.settings import LimitSettings, Settings
+    from seqserve.service.app import build_engine
+    from seqserve.service.metrics import Metrics
+    from seqserve.service.settings import LimitSettings, Settings
 
     extra = {"model_repository": Path(repository)} if repository else {}
     limits = LimitSettings(max_sessions=n + 2 * WARMUP, max_state_bytes=1 << 42)

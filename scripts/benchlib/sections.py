@@ -23,14 +23,14 @@ EXTRAS = ("bench_v2", "bench_redis")
 
 
 def _bundled_repository() -> Path:
-    from service.settings import DEFAULT_REPOSITORY
+    from seqserve.service.settings import DEFAULT_REPOSITORY
 
     return DEFAULT_REPOSITORY
 
 
 def _random_repository() -> Path:
     """An equivalent random co2 model (1 feature, hidden 64, 1 layer) in a temp repository."""
-    from model.export import export_random_model
+    from seqserve.model.export import export_random_model
 
     root = Path(tempfile.mkdtemp(prefix="bench-repo-"))
     export_random_model(root, cell="lstm", n_features=1, hidden_size=64, num_layers=1, name=MODEL)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from service.errors import BadInput
+from seqserve.service.errors import BadInput
 
 
 def steps_array(rows: list[list[float]], where: str = "inputs") -> np.ndarray:

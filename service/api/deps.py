@@ -7,9 +7,8 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-
-from service.engine import Engine
-from service.errors import Unauthorized
+from seqserve.service.engine import Engine
+from seqserve.service.errors import Unauthorized
 
 
 class KeyRing:

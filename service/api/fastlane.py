@@ -13,19 +13,18 @@ from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
+from seqserve.service.api.arrays import steps_array
+from seqserve.service.api.fastbody import parse_body
+from seqserve.service.api.problems import validation_problem
+from seqserve.service.api.responses import problem_response
+from seqserve.service.api.schemas import StepRequest
+from seqserve.service.api.v2.errors import error_response, from_domain
+from seqserve.service.api.v2.infer import run_infer
+from seqserve.service.errors import SeqServeError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from service.api.arrays import steps_array
-from service.api.fastbody import parse_body
-from service.api.problems import validation_problem
-from service.api.responses import problem_response
-from service.api.schemas import StepRequest
-from service.api.v2.errors import error_response, from_domain
-from service.api.v2.infer import run_infer
-from service.errors import SeqServeError
 
 _STEP = re.compile(r"^/v1/sessions/([^/]+)/steps$")
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")

@@ -6,11 +6,10 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from seqserve.service.api.deps import EngineDep
+from seqserve.service.api.responses import FastJSON, Problem, problem
+from seqserve.service.errors import SeqServeError
 from starlette.responses import Response
-
-from service.api.deps import EngineDep
-from service.api.responses import FastJSON, Problem, problem
-from service.errors import SeqServeError
 
 router = APIRouter(tags=["health"])
 STORE_PING_TIMEOUT_S = 2.0

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from seqserve.service.api.responses import problem
+from seqserve.service.metrics import Metrics
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.api.responses import problem
-from service.metrics import Metrics
 
 log = logging.getLogger("seqserve.access")
 _UNMEASURED = {"/metrics", "/healthz", "/readyz"}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-
-from service.api.arrays import steps_array
-from service.api.deps import EngineDep, OwnerDep
-from service.api.responses import FastJSON
-from service.api.schemas import PredictRequest
-from service.repository.registry import LoadedModel
+from seqserve.service.api.arrays import steps_array
+from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.responses import FastJSON
+from seqserve.service.api.schemas import PredictRequest
+from seqserve.service.repository.registry import LoadedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

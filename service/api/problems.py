@@ -6,12 +6,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from seqserve.service.api.middleware import BodyTooLarge, too_large
+from seqserve.service.api.responses import Problem, problem, problem_response
+from seqserve.service.errors import SeqServeError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-
-from service.api.middleware import BodyTooLarge, too_large
-from service.api.responses import Problem, problem, problem_response
-from service.errors import SeqServeError
 
 log = logging.getLogger("seqserve.errors")
 

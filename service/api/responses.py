@@ -6,8 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi.responses import JSONResponse
-
-from service.errors import SeqServeError
+from seqserve.service.errors import SeqServeError
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 

@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.fastbody import body_schema
+from seqserve.service.api.fastlane import run_step
+from seqserve.service.api.responses import FastJSON
+from seqserve.service.api.schemas import CreateSessionRequest, ForecastRequest, StepRequest
+from seqserve.service.state.store import Session
 from starlette.responses import Response
-
-from service.api.deps import EngineDep, OwnerDep
-from service.api.fastbody import body_schema
-from service.api.fastlane import run_step
-from service.api.responses import FastJSON
-from service.api.schemas import CreateSessionRequest, ForecastRequest, StepRequest
-from service.state.store import Session
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 

@@ -9,14 +9,20 @@ import orjson
 from fastapi import APIRouter, Query, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from seqserve.service.api.arrays import steps_array
+from seqserve.service.api.deps import EngineDep, KeyRing, OwnerDep
+from seqserve.service.api.responses import problem
+from seqserve.service.api.schemas import StepRequest
+from seqserve.service.engine import Engine
+from seqserve.service.errors import (
+    BadInput,
+    Gone,
+    MalformedRequest,
+    NotFound,
+    SeqServeError,
+    Unauthorized,
+)
 from starlette.websockets import WebSocketDisconnect
-
-from service.api.arrays import steps_array
-from service.api.deps import EngineDep, KeyRing, OwnerDep
-from service.api.responses import problem
-from service.api.schemas import StepRequest
-from service.engine import Engine
-from service.errors import BadInput, Gone, MalformedRequest, NotFound, SeqServeError, Unauthorized
 
 router = APIRouter(tags=["streaming"])
 

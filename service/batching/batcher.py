@@ -14,12 +14,11 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-
-from service.batching.assemble import run_groups, select
-from service.errors import InferenceFailed, Overloaded, SeqServeError
-from service.repository.registry import LoadedModel
-from service.runtime.compute import advance
-from service.state.store import Replay, Session, StateStore
+from seqserve.service.batching.assemble import run_groups, select
+from seqserve.service.errors import InferenceFailed, Overloaded, SeqServeError
+from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.compute import advance
+from seqserve.service.state.store import Replay, Session, StateStore
 
 log = logging.getLogger("seqserve.batcher")
 Array = np.ndarray

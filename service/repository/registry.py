@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import ModelLoadError, NotFound
-from service.repository.manifest import Manifest
-from service.runtime.onnx_model import OnnxModel
-from service.runtime.transform import Transform
-from service.state.store import Layout
+from seqserve.service.errors import ModelLoadError, NotFound
+from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.onnx_model import OnnxModel
+from seqserve.service.runtime.transform import Transform
+from seqserve.service.state.store import Layout
 
 
 @dataclass(frozen=True)

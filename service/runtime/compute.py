@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from service.repository.registry import LoadedModel
-from service.state.store import StateRows
+from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.state.store import StateRows
 
 Array = np.ndarray
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
-
-from service.errors import ModelLoadError
-from service.repository.manifest import Manifest, TensorSpec
+from seqserve.service.errors import ModelLoadError
+from seqserve.service.repository.manifest import Manifest, TensorSpec
 
 Array = np.ndarray
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from service.repository.manifest import Manifest
+from seqserve.service.repository.manifest import Manifest
 
 Array = np.ndarray
 

@@ -8,9 +8,8 @@ import hashlib
 from typing import Any
 
 import numpy as np
-
-from service.errors import BadInput
-from service.state.store import Layout, StateRows
+from seqserve.service.errors import BadInput
+from seqserve.service.state.store import Layout, StateRows
 
 STATE_FORMAT = "seqserve.state/v1"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.metrics import Metrics
-from service.settings import Settings
-from service.state.memory import MemoryStateStore
-from service.state.redis_store import RedisStateStore
-from service.state.store import StateStore
+from seqserve.service.metrics import Metrics
+from seqserve.service.settings import Settings
+from seqserve.service.state.memory import MemoryStateStore
+from seqserve.service.state.redis_store import RedisStateStore
+from seqserve.service.state.store import StateStore
 
 
 def open_store(settings: Settings, metrics: Metrics) -> StateStore:

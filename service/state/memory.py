@@ -7,11 +7,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
-
-from service.errors import Conflict, Gone, NotFound, Overloaded, SeqServeError
-from service.state.slab import Slab
-from service.state.store import Layout, Replay, Session, StateRows, StateStore
-from service.state.table import SessionTable
+from seqserve.service.errors import Conflict, Gone, NotFound, Overloaded, SeqServeError
+from seqserve.service.state.slab import Slab
+from seqserve.service.state.store import Layout, Replay, Session, StateRows, StateStore
+from seqserve.service.state.table import SessionTable
 
 MAX_TOMBSTONES = 100_000
 _NO_DIGEST = np.zeros(16, np.uint8)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-
-from service.state.store import Layout, Replay, StateRows
+from seqserve.service.state.store import Layout, Replay, StateRows
 
 Array = np.ndarray
 _REPLAY_HEAD = struct.Struct("<qIIB")

@@ -14,8 +14,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from service.errors import (
+from seqserve.service.errors import (
     Conflict,
     Gone,
     NotFound,
@@ -24,8 +23,8 @@ from service.errors import (
     StepConflict,
     Unavailable,
 )
-from service.state.packing import unpack_replay
-from service.state.store import Session
+from seqserve.service.state.packing import unpack_replay
+from seqserve.service.state.store import Session
 
 META = struct.Struct("<ddd")  # created_at, idle_ttl_s, ttl_s
 

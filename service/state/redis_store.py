@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from service.errors import Gone, NotFound, SeqServeError
-from service.state import redis_lua
-from service.state.packing import pack_replay, pack_rows, unpack_rows
-from service.state.redis_codec import (
+from seqserve.service.errors import Gone, NotFound, SeqServeError
+from seqserve.service.state import redis_lua
+from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
+from seqserve.service.state.redis_codec import (
     META,
     connect,
     decode_session,
@@ -28,7 +28,7 @@ from service.state.redis_codec import (
     refusal,
     save_error,
 )
-from service.state.store import Layout, Session, StateRows, StateStore, fresh_id
+from seqserve.service.state.store import Layout, Session, StateRows, StateStore, fresh_id
 
 _SWEEP_BATCH = 1000
 _LIST_BATCH = 500

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from service.state.store import Layout, StateRows
+from seqserve.service.state.store import Layout, StateRows
 
 Array = np.ndarray
 

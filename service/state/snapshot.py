@@ -19,12 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from service.errors import SeqServeError
-from service.repository.registry import Registry
-from service.state.memory import MemoryStateStore
-from service.state.packing import PackingError, pack_replay, pack_rows, unpack_replay, unpack_rows
-from service.state.store import Layout, Session, StateRows, StateStore
+from seqserve.service.errors import SeqServeError
+from seqserve.service.repository.registry import Registry
+from seqserve.service.state.memory import MemoryStateStore
+from seqserve.service.state.packing import (
+    PackingError,
+    pack_replay,
+    pack_rows,
+    unpack_replay,
+    unpack_rows,
+)
+from seqserve.service.state.store import Layout, Session, StateRows, StateStore
 
 log = logging.getLogger("seqserve.snapshot")
 MAGIC = b"SEQSERVE-SNAPSHOT/1\n"

@@ -7,8 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 import numpy as np
-
-from service.errors import SeqServeError
+from seqserve.service.errors import SeqServeError
 
 Array = np.ndarray
 

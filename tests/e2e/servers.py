@@ -1,4 +1,4 @@
-"""Real server processes for end-to-end tests: `python -m service` on a free loopback port."""
+"""Real server processes for end-to-end tests: `python -m seqserve.service` on a free port."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> ServerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "service"], env=self.env, stdout=log, stderr=log
+                [sys.executable, "-m", "seqserve.service"], env=self.env, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

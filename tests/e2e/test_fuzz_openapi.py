@@ -10,9 +10,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from seqserve.service.app import create_app
+from seqserve.service.settings import Settings
 
-from service.app import create_app
-from service.settings import Settings
 from tests.e2e.servers import ServerProcess
 
 # the spec needs no running app (no models are loaded to build it)

@@ -25,7 +25,7 @@ RANDOM_MODELS = {
 
 @pytest.fixture(scope="session")
 def random_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from model.export import export_random_model
+    from seqserve.model.export import export_random_model
 
     root = tmp_path_factory.mktemp("model-repo")
     return {name: export_random_model(root, name=name, **kw) for name, kw in RANDOM_MODELS.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqserve_cli import main
+from seqserve.cli import main
 
 pytestmark = pytest.mark.model
 
@@ -58,9 +58,8 @@ def test_train_export_verify_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_same_seed_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
     import torch
-
-    from model.export import load_checkpoint, onnx_bytes
-    from model.train import TrainConfig, train
+    from seqserve.model.export import load_checkpoint, onnx_bytes
+    from seqserve.model.train import TrainConfig, train
 
     runs = []
     for k in range(2):
@@ -81,8 +80,7 @@ def test_same_seed_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
 
 def test_split_is_by_time_and_scaling_uses_train_only() -> None:
     import pandas as pd
-
-    from model.data import load_co2, prepare
+    from seqserve.model.data import load_co2, prepare
 
     series, n_missing = load_co2()
     assert len(series) == 2284
@@ -101,8 +99,8 @@ def test_split_is_by_time_and_scaling_uses_train_only() -> None:
 
 
 def test_baselines_are_scored_on_the_test_split() -> None:
-    from model.data import SEASON, load_prepared
-    from model.evaluate import score
+    from seqserve.model.data import SEASON, load_prepared
+    from seqserve.model.evaluate import score
 
     prep = load_prepared()
     t = np.arange(prep.test_start, len(prep.raw))
@@ -115,8 +113,8 @@ def test_baselines_are_scored_on_the_test_split() -> None:
 
 def test_train_and_export_without_torch_say_what_to_install() -> None:
     code = (
-        "import sys; sys.modules['torch'] = None; import seqserve_cli; "
-        "sys.exit(seqserve_cli.main(sys.argv[1:]))"
+        "import sys; sys.modules['torch'] = None; import seqserve.cli; "
+        "sys.exit(seqserve.cli.main(sys.argv[1:]))"
     )
     for command in (["train", "--quiet"], ["export"]):
         proc = subprocess.run(

@@ -11,9 +11,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from seqserve.model.reference import ReferenceError, ReferenceModel
+from seqserve.model.verify import verify_model_dir
 
-from model.reference import ReferenceError, ReferenceModel
-from model.verify import verify_model_dir
 from tests.model.conftest import RANDOM_MODELS
 
 pytestmark = pytest.mark.model
@@ -26,9 +26,8 @@ def test_reference_equals_pytorch_in_float64(name: str) -> None:
     """Same weights, same equations: the two agree to float64 roundoff, so the gate order,
     both biases, layer stacking and the head are read correctly from the ONNX file."""
     import torch
-
-    from model import lstm
-    from model.export import onnx_bytes
+    from seqserve.model import lstm
+    from seqserve.model.export import onnx_bytes
 
     kw = dict(RANDOM_MODELS[name])
     torch.manual_seed(kw.pop("seed"))

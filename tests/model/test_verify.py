@@ -9,11 +9,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from seqserve.model.reference import ReferenceModel
+from seqserve.model.verify import VerificationError, check_ops, sha256_file, verify_model_dir
+from seqserve.service.repository.manifest import Manifest
 
-from model.reference import ReferenceModel
-from model.verify import VerificationError, check_ops, sha256_file, verify_model_dir
-from seqserve_cli import main
-from service.repository.manifest import Manifest
+from seqserve.cli import main
 from tests.model.conftest import SHIPPED_DIR
 
 pytestmark = pytest.mark.model
@@ -37,7 +37,7 @@ def test_shipped_model_verifies() -> None:
 def test_shipped_model_matches_reference_on_the_real_series() -> None:
     """The whole CO2 series (2,284 weeks) streamed from a zero state, preprocessed from the
     manifest alone: ONNX Runtime vs the cell equations, and the manifest vs the training data."""
-    from model.data import load_prepared
+    from seqserve.model.data import load_prepared
 
     manifest = Manifest.model_validate(_manifest(SHIPPED_DIR))
     feat = manifest.features[0]
@@ -136,9 +136,8 @@ def test_loop_and_scan_are_rejected() -> None:
 
 def test_pytorch_that_disagrees_fails(random_repo: dict[str, Path]) -> None:
     import torch
-
-    from model import lstm
-    from model.export import torch_runner
+    from seqserve.model import lstm
+    from seqserve.model.export import torch_runner
 
     torch.manual_seed(999)  # not the weights in the file
     other = lstm.build("lstm", n_features=2, hidden_size=16, num_layers=1, n_outputs=2)

@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from service.app import create_app
-from service.settings import Settings
+from seqserve.service.app import create_app
+from seqserve.service.settings import Settings
 
 pytestmark = pytest.mark.service
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from model.reference import ReferenceModel
-from service.repository.manifest import Manifest
+from seqserve.model.reference import ReferenceModel
+from seqserve.service.repository.manifest import Manifest
 
 
 class Expected:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from seqserve.service.batching.assemble import group_by_length, run_groups
+from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.compute import advance
 
-from service.batching.assemble import group_by_length, run_groups
-from service.repository.registry import LoadedModel
-from service.runtime.compute import advance
 from tests.service.conftest import MakeClient, new_session, step
 
 

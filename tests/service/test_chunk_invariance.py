@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from seqserve.service.app import create_app
+from seqserve.service.settings import Settings
+from seqserve.service.state.codec import decode_state
 
-from service.app import create_app
-from service.settings import Settings
-from service.state.codec import decode_state
 from tests.service.expected import Expected
 
 LENGTH = 60

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from seqserve.service.state.codec import decode_state, encode_state
 
-from service.state.codec import decode_state, encode_state
 from tests.service.conftest import MakeClient, new_session, step
 
 BAD_STEPS: list[tuple[Any, int, str]] = [

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from service.errors import ModelLoadError
-from service.repository.registry import Registry
+from seqserve.service.errors import ModelLoadError
+from seqserve.service.repository.registry import Registry
 
 
 def _edit_manifest(model_dir: Path, **changes: object) -> None:
@@ -71,7 +70,11 @@ def test_bad_model_stops_the_server_with_a_message(repo_copy: Path) -> None:
     onnx.write_bytes(b"not onnx")
     env = {"SEQSERVE_MODEL_REPOSITORY": str(repo_copy), "SEQSERVE_PORT": "0", "PATH": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "seqserve.service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0
     assert "disagrees with the manifest" in proc.stderr
@@ -80,7 +83,11 @@ def test_bad_model_stops_the_server_with_a_message(repo_copy: Path) -> None:
 def test_bad_settings_stop_the_server_with_a_message(tmp_path: Path) -> None:
     env = {"SEQSERVE_MODEL_REPOSITORY": str(tmp_path / "missing"), "PATH": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "seqserve.service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "SEQSERVE_MODEL_REPOSITORY" in proc.stderr
@@ -88,8 +95,11 @@ def test_bad_settings_stop_the_server_with_a_message(tmp_path: Path) -> None:
 
 def test_importing_the_app_loads_no_torch() -> None:
     code = (
-        "import sys, service.app, service.__main__, service.engine\n"
-        "from service.app import create_app\n"
-        "assert 'torch' not in sys.modules and 'model' not in sys.modules, 'torch leaked'\n"
+        "import sys, seqserve.service.app, seqserve.service.__main__, seqserve.service.engine\n"
+        "import seqserve.service.state.redis_store\n"
+        "from seqserve.service.app import create_app\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'model', 'service')\n"
+        "       or m.startswith('seqserve.model')]\n"
+        "assert not bad, f'the serving app imported {bad}'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
-from service.settings import Settings
+from seqserve.service.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from seqserve.service.settings import Settings
 
-from service.settings import Settings
 from tests.e2e.servers import free_port
 from tests.service.conftest import MakeClient
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from service.errors import BadInput
-from service.repository.manifest import Manifest
-from service.runtime.transform import Transform
-from service.state.codec import decode_state, encode_state
-from service.state.slab import Slab
-from service.state.store import Layout
-from service.state.table import SessionTable, decode_id, encode_id
+from seqserve.service.errors import BadInput
+from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.transform import Transform
+from seqserve.service.state.codec import decode_state, encode_state
+from seqserve.service.state.slab import Slab
+from seqserve.service.state.store import Layout
+from seqserve.service.state.table import SessionTable, decode_id, encode_id
 
 MANIFEST = {
     "name": "m",

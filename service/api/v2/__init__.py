@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-
-from service.api.v2 import errors, infer, server, stats
+from seqserve.service.api.v2 import errors, infer, server, stats
 
 router = APIRouter()
 # infer first (the hot path; its POST .../infer paths overlap nothing), then statistics

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from service.api.v2.errors import V2Error
-from service.api.v2.tensors import Tensor, decode, json_data, wire_bytes
+from seqserve.service.api.v2.errors import V2Error
+from seqserve.service.api.v2.tensors import Tensor, decode, json_data, wire_bytes
 
 Array = np.ndarray
 

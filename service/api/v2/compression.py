@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import zlib
 
-from service.api.v2.errors import V2Error
+from seqserve.service.api.v2.errors import V2Error
 
 SUPPORTED = ("gzip", "deflate")
 _GZIP_WBITS = 16 + zlib.MAX_WBITS

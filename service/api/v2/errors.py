@@ -14,11 +14,10 @@ import orjson
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from seqserve.service.errors import SeqServeError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-
-from service.errors import SeqServeError
 
 # seqserve statuses Triton spells as INVALID_ARG (400)
 _AS_TRITON = {409: 400, 410: 400, 422: 400}

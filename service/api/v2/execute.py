@@ -11,13 +11,12 @@ outputs are FP32.
 from __future__ import annotations
 
 import numpy as np
-
-from service.api.v2 import sequences
-from service.api.v2.codec import InferRequest, Output, Requested, classify
-from service.api.v2.errors import V2Error
-from service.api.v2.tensors import Tensor
-from service.engine import Engine
-from service.repository.registry import LoadedModel
+from seqserve.service.api.v2 import sequences
+from seqserve.service.api.v2.codec import InferRequest, Output, Requested, classify
+from seqserve.service.api.v2.errors import V2Error
+from seqserve.service.api.v2.tensors import Tensor
+from seqserve.service.engine import Engine
+from seqserve.service.repository.registry import LoadedModel
 
 Array = np.ndarray
 FLOATS = ("FP32", "FP64")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
+from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.v2 import codec, compression, stats
+from seqserve.service.api.v2.errors import V2Route
+from seqserve.service.api.v2.execute import execute
+from seqserve.service.api.v2.views import resolve
+from seqserve.service.errors import SeqServeError
 from starlette.responses import Response
-
-from service.api.deps import EngineDep, OwnerDep
-from service.api.v2 import codec, compression, stats
-from service.api.v2.errors import V2Route
-from service.api.v2.execute import execute
-from service.api.v2.views import resolve
-from service.errors import SeqServeError
 
 router = APIRouter(route_class=V2Route, tags=["v2"])
 HEADER_LENGTH = "Inference-Header-Content-Length"

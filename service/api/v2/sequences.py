@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from service.api.v2.errors import V2Error
-from service.engine import Engine
-from service.errors import Gone, NotFound
-from service.repository.registry import LoadedModel
+from seqserve.service.api.v2.errors import V2Error
+from seqserve.service.engine import Engine
+from seqserve.service.errors import Gone, NotFound
+from seqserve.service.repository.registry import LoadedModel
 
 Array = np.ndarray
 MAX_STRING_ID = 256

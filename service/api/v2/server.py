@@ -6,12 +6,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.responses import FastJSON
+from seqserve.service.api.v2.errors import V2Error, V2Route, error_response
+from seqserve.service.api.v2.views import config, metadata, resolve
 from starlette.responses import Response
-
-from service.api.deps import EngineDep, OwnerDep
-from service.api.responses import FastJSON
-from service.api.v2.errors import V2Error, V2Route, error_response
-from service.api.v2.views import config, metadata, resolve
 
 router = APIRouter(route_class=V2Route, tags=["v2"])
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
 from prometheus_client import CollectorRegistry
-
-from service.api.deps import EngineDep, OwnerDep
-from service.api.responses import FastJSON
-from service.api.v2.errors import V2Route
-from service.api.v2.views import resolve
-from service.repository.registry import LoadedModel
+from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.responses import FastJSON
+from seqserve.service.api.v2.errors import V2Route
+from seqserve.service.api.v2.views import resolve
+from seqserve.service.repository.registry import LoadedModel
 
 router = APIRouter(route_class=V2Route, tags=["v2"])
 

@@ -8,8 +8,7 @@ from math import prod
 from typing import Any
 
 import numpy as np
-
-from service.api.v2.errors import V2Error
+from seqserve.service.api.v2.errors import V2Error
 
 Array = np.ndarray
 

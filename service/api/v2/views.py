@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.api.v2.errors import V2Error, not_found
-from service.engine import Engine
-from service.repository.registry import LoadedModel
-from service.settings import Settings
+from seqserve.service.api.v2.errors import V2Error, not_found
+from seqserve.service.engine import Engine
+from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.settings import Settings
 
 PLATFORM = "onnxruntime_onnx"
 

@@ -1,4 +1,4 @@
-"""Real Redis plus real replicas (`python -m service` with SEQSERVE_STATE_STORE=redis)."""
+"""Real Redis plus real replicas (`python -m seqserve.service` with SEQSERVE_STATE_STORE=redis)."""
 
 from __future__ import annotations
 

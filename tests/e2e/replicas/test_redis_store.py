@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from seqserve.service.errors import Conflict, Gone, NotFound, Overloaded, StepConflict, Unavailable
+from seqserve.service.state.redis_store import RedisStateStore
+from seqserve.service.state.store import Layout, Replay, Session, StateRows
 
-from service.errors import Conflict, Gone, NotFound, Overloaded, StepConflict, Unavailable
-from service.state.redis_store import RedisStateStore
-from service.state.store import Layout, Replay, Session, StateRows
 from tests.e2e.redis_server import RedisServer
 from tests.e2e.servers import free_port
 

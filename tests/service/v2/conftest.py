@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
-from service.app import create_app
-from service.settings import LimitSettings, Settings
+from seqserve.service.app import create_app
+from seqserve.service.settings import LimitSettings, Settings
 
 MAX_BODY = 64 * 1024
 

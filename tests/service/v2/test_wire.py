@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from seqserve.service.api.v2 import codec, compression, sequences
+from seqserve.service.api.v2.errors import V2Error
 
-from service.api.v2 import codec, compression, sequences
-from service.api.v2.errors import V2Error
 from tests.service.v2.support import require
 
 pytestmark = pytest.mark.service

@@ -41,7 +41,7 @@ _TRAIN_HELP = {
 def _add_train(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
-    from model.config import TrainConfig  # torch-free
+    from seqserve.model.config import TrainConfig  # torch-free
 
     for f in dataclasses.fields(TrainConfig):
         if f.name == "progress":
@@ -65,8 +65,8 @@ def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
-    from model.config import TrainConfig
-    from model.train import format_metrics, train
+    from seqserve.model.config import TrainConfig
+    from seqserve.model.train import format_metrics, train
 
     values = {
         f.name: getattr(args, f.name)
@@ -96,8 +96,8 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from model.export import export_checkpoint
-    from model.verify import VerificationError
+    from seqserve.model.export import export_checkpoint
+    from seqserve.model.verify import VerificationError
 
     try:
         target = export_checkpoint(args.checkpoint, args.repository, args.name, args.version)
@@ -120,12 +120,12 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from model.verify import VerificationError, verify_model_dir
+    from seqserve.model.verify import VerificationError, verify_model_dir
 
     runner = None
     if args.checkpoint:
         try:
-            from model.export import load_checkpoint, torch_runner
+            from seqserve.model.export import load_checkpoint, torch_runner
         except ModuleNotFoundError as e:
             if e.name not in TRAIN_MODULES:
                 raise
@@ -152,7 +152,7 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
 def _run_serve(args: argparse.Namespace) -> int:
     import os
 
-    from service.__main__ import main as serve
+    from seqserve.service.__main__ import main as serve
 
     for flag, env in (("host", "HOST"), ("port", "PORT"), ("model_repository", "MODEL_REPOSITORY")):
         value = getattr(args, flag)

@@ -1,0 +1,55 @@
+"""The install puts everything under one import name, `seqserve`, and ships every package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def _pyproject() -> dict:  # type: ignore[type-arg]
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_package_folder_is_listed() -> None:
+    setuptools = _pyproject()["tool"]["setuptools"]
+    folders = {name: ROOT / path for name, path in setuptools["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            rel = init.parent.relative_to(folder).parts
+            found.add(".".join((name, *rel)))
+    assert found == set(setuptools["packages"])
+
+
+@pytest.mark.e2e
+def test_wheel_installs_only_the_seqserve_namespace(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("seqserve-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"seqserve"}
+    assert "seqserve/service/model_repository/co2/1/model.onnx" in names
+    assert "seqserve/service/py.typed" in names
+    assert "seqserve/cli.py" in names
