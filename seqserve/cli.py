@@ -1,4 +1,4 @@
-"""The `seqserve` command: one entry point, one subcommand per row of `COMMANDS`.
+"""The `seqserve` command: one entry point, one subcommand per `Command` row.
 
 Each subcommand declares its arguments here and imports its implementation lazily inside its
 handler, so `seqserve --help` and the torch-free commands never import torch. To add a command,
@@ -89,10 +89,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/checkpoint.pt")
+    p.add_argument(
+        "--checkpoint", default=f"{DEFAULT_RUN}/checkpoint.pt", help="a `seqserve train` checkpoint"
+    )
     p.add_argument("--repository", default=DEFAULT_REPOSITORY, help="model repository root")
-    p.add_argument("--name", default="co2")
-    p.add_argument("--version", default="1")
+    p.add_argument("--name", default="co2", help="model name in the repository")
+    p.add_argument("--version", default="1", help="model version to write")
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -172,7 +174,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     import runpy
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent / "scripts" / "bench.py"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
     if not script.is_file():
         print(
             f"seqserve bench runs from a source checkout: {script} is missing "
@@ -193,18 +195,46 @@ COMMANDS: list[Command] = [
 ]
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+DESCRIPTION = (
+    "seqserve: stateful streaming inference for recurrent sequence models (LSTM/GRU) on ONNX "
+    "Runtime. Run `seqserve serve` for the server on the bundled model; `seqserve COMMAND "
+    "--help` for a command's options."
+)
+
+
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqserve", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from seqserve import __version__
+
+    parser = argparse.ArgumentParser(prog="seqserve", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"seqserve {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in commands:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(
+            cmd.name,
+            help=cmd.help,
+            description=cmd.help,
+            formatter_class=_ShowDefaults,
+        )
         cmd.add_arguments(p)
         p.set_defaults(_command=cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `seqserve`: say what it can do
+        parser.print_help()
+        return 0
     cmd: Command = args._command
     try:
         return cmd.run(args)

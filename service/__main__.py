@@ -6,7 +6,7 @@ import sys
 
 import uvicorn
 from pydantic import ValidationError
-from seqserve.service import logs
+from seqserve.service import logs, settings_errors
 from seqserve.service.app import begin_drain, create_app
 from seqserve.service.drain import DrainingServer
 from seqserve.service.settings import Settings
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"seqserve: bad settings:\n{exc}", file=sys.stderr)
+        print(settings_errors.describe(exc), file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_json)
     app = create_app(settings)
