@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 from pydantic import ValidationError
 from seqserve.model.reference import ReferenceError, ReferenceModel
-from seqserve.service.repository.manifest import Manifest, TensorSpec
+from seqserve.service.runtime.manifest import Manifest, TensorSpec
 
 # (x[B,T,F], states) -> (y, new states), float32 in, any float out.
 Runner = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
 from seqserve.service.errors import ModelLoadError
-from seqserve.service.repository.manifest import Manifest, TensorSpec
+from seqserve.service.runtime.manifest import Manifest, TensorSpec
 
 Array = np.ndarray
 

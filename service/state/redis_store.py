@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from seqserve.service.errors import Gone, NotFound, SeqServeError
+from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state import redis_lua
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
 from seqserve.service.state.redis_codec import (
@@ -28,7 +29,7 @@ from seqserve.service.state.redis_codec import (
     refusal,
     save_error,
 )
-from seqserve.service.state.store import Layout, Session, StateRows, StateStore, fresh_id
+from seqserve.service.state.store import Session, StateStore, fresh_id
 
 _SWEEP_BATCH = 1000
 _LIST_BATCH = 500
