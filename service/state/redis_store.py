@@ -152,13 +152,13 @@ class RedisStateStore(StateStore):
         for session in sessions:
             step, row = self._rows.pop(session.id, (-1, b""))
             blobs.append(row if step == session.step else None)
-        missing = [i for i, blob in enumerate(blobs) if blob is None]
-        if missing:
+        uncached = [i for i, blob in enumerate(blobs) if blob is None]
+        if uncached:
             with reachable(self._retry_after):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for i in missing:
+                    for i in uncached:
                         pipe.hget(self._key(sessions[i].id), "state")
-                    for i, blob in zip(missing, await pipe.execute(), strict=True):
+                    for i, blob in zip(uncached, await pipe.execute(), strict=True):
                         blobs[i] = blob
         if len(sessions) == 1 and blobs[0] is None:
             await self.get(sessions[0].id)
