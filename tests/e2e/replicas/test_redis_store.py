@@ -16,8 +16,7 @@ from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state.redis_store import RedisStateStore
 from seqserve.service.state.store import Replay, Session
 
-from tests.e2e.redis_server import RedisServer
-from tests.e2e.servers import free_port
+from scripts.launch import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
