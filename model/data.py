@@ -1,9 +1,9 @@
 """The default model's data: the weekly Mauna Loa CO2 series that ships inside statsmodels.
 
 Preprocessing follows the manifest's serving convention exactly (see
-`service.repository.manifest.Feature`): the model sees `(x[t] - x[t-1] - mean) / std`, with the
-first timestep of a sequence, which has no predecessor, taken as a difference of 0; the output at
-step t predicts the next step's model input, which the server inverts as
+`seqserve.service.runtime.manifest.Feature`): the model sees `(x[t] - x[t-1] - mean) / std`,
+with the first timestep of a sequence, which has no predecessor, taken as a difference of 0; the
+output at step t predicts the next step's model input, which the server inverts as
 `x[t+1] = y * std + mean + x[t]`. The mean and std come from the training split only.
 """
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from seqserve.model import lstm
 from seqserve.model.verify import Runner, verify_model_dir
-from seqserve.service.repository.manifest import (
+from seqserve.service.runtime.manifest import (
     Feature,
     Manifest,
     Output,

@@ -27,7 +27,7 @@ _PASSTHROUGH = {
 }
 
 
-class ReferenceError(ValueError):
+class UnsupportedGraph(ValueError):
     """The ONNX graph is not a stack of native recurrent layers plus a linear head."""
 
 
@@ -87,7 +87,7 @@ class GraphReader:
         name = node.input[index] if index < len(node.input) else ""
         value = self.const(name) if name else None
         if value is None:
-            raise ReferenceError(f"{node.op_type} node {node.name!r}: {what} is not a constant")
+            raise UnsupportedGraph(f"{node.op_type} node {node.name!r}: {what} is not a constant")
         return value.astype(np.float64)
 
     def source_input(self, name: str) -> tuple[str, int | None]:
@@ -97,11 +97,11 @@ class GraphReader:
             node = self.producer.get(name)
             if node is None or node.op_type not in _PASSTHROUGH:
                 op = node.op_type if node is not None else "nothing"
-                raise ReferenceError(f"tensor {name!r} comes from {op}, not from a graph input")
+                raise UnsupportedGraph(f"tensor {name!r} comes from {op}, not from a graph input")
             if node.op_type in ("Slice", "Gather"):
                 start = self.const(node.input[1])
                 if start is None or start.size != 1:
-                    raise ReferenceError(f"{node.op_type} {node.name!r} has a non-constant index")
+                    raise UnsupportedGraph(f"{node.op_type} {node.name!r} has a non-constant index")
                 index = int(start.reshape(-1)[0])
             name = node.input[0]
         return name, index
@@ -110,10 +110,10 @@ class GraphReader:
         """The `ReferenceModel` fields: cell, layers, head_w, head_b, data_input, state_inputs."""
         rec = [n for n in self.graph.node if n.op_type in RECURRENT_OPS]
         if not rec:
-            raise ReferenceError("graph has no native LSTM or GRU node")
+            raise UnsupportedGraph("graph has no native LSTM or GRU node")
         cells = {RECURRENT_OPS[n.op_type] for n in rec}
         if len(cells) != 1:
-            raise ReferenceError(f"graph mixes recurrent cell types {sorted(cells)}")
+            raise UnsupportedGraph(f"graph mixes recurrent cell types {sorted(cells)}")
         cell = cells.pop()
         n_states = 2 if cell == "lstm" else 1
         layers, state_inputs = [], None
@@ -123,16 +123,16 @@ class GraphReader:
             for k in range(n_states):
                 state = node.input[5 + k] if len(node.input) > 5 + k else ""
                 if not state:
-                    raise ReferenceError(f"layer {li} has no initial state input {5 + k}")
+                    raise UnsupportedGraph(f"layer {li} has no initial state input {5 + k}")
                 src, idx = self.source_input(state)
                 if idx not in (li, None) or (idx is None and len(rec) > 1):
-                    raise ReferenceError(f"layer {li} takes its state from slice {idx} of {src}")
+                    raise UnsupportedGraph(f"layer {li} takes its state from slice {idx} of {src}")
                 names.append(src)
             if state_inputs is not None and names != state_inputs:
-                raise ReferenceError(f"layer {li} reads state from {names}, not {state_inputs}")
+                raise UnsupportedGraph(f"layer {li} reads state from {names}, not {state_inputs}")
             state_inputs = names
             if li > 0 and self.upstream_recurrent(node.input[0]) is not rec[li - 1]:
-                raise ReferenceError(f"layer {li} does not consume layer {li - 1}'s output")
+                raise UnsupportedGraph(f"layer {li} does not consume layer {li - 1}'s output")
         data_input, _ = self.source_input(rec[0].input[0])
         head_w, head_b = self.head(rec[-1], layers[-1].hidden_size)
         return {
@@ -148,20 +148,20 @@ class GraphReader:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         direction = attrs.get("direction", b"forward")
         if direction not in (b"forward", "forward"):
-            raise ReferenceError(f"{node.op_type} {node.name!r}: direction {direction!r}")
+            raise UnsupportedGraph(f"{node.op_type} {node.name!r}: direction {direction!r}")
         for unsupported in ("activations", "clip", "layout", "input_forget"):
             if attrs.get(unsupported) not in (None, 0):
-                raise ReferenceError(f"{node.op_type} {node.name!r}: {unsupported} unsupported")
+                raise UnsupportedGraph(f"{node.op_type} {node.name!r}: {unsupported} unsupported")
         if len(node.input) > 4 and node.input[4]:
-            raise ReferenceError(f"{node.op_type} {node.name!r}: sequence_lens unsupported")
+            raise UnsupportedGraph(f"{node.op_type} {node.name!r}: sequence_lens unsupported")
         if len(node.input) > 7 and node.input[7]:
-            raise ReferenceError(f"LSTM {node.name!r}: peephole weights unsupported")
+            raise UnsupportedGraph(f"LSTM {node.name!r}: peephole weights unsupported")
         w = self.weight(node, 1, "W")[0]
         r = self.weight(node, 2, "R")[0]
         gates = 4 if node.op_type == "LSTM" else 3
         hs = r.shape[1]
         if w.shape[0] != gates * hs or r.shape[0] != gates * hs:
-            raise ReferenceError(f"{node.op_type} {node.name!r}: W/R shapes {w.shape}, {r.shape}")
+            raise UnsupportedGraph(f"{node.op_type} {node.name!r}: W/R shapes {w.shape}, {r.shape}")
         if len(node.input) > 3 and node.input[3]:
             b = self.weight(node, 3, "B")[0]
         else:
@@ -186,7 +186,7 @@ class GraphReader:
         while True:
             users = self.consumers.get(name, [])
             if len(users) != 1:
-                raise ReferenceError(f"recurrent output {name!r} has {len(users)} consumers")
+                raise UnsupportedGraph(f"recurrent output {name!r} has {len(users)} consumers")
             node = users[0]
             if node.op_type in _PASSTHROUGH:
                 name = node.output[0]
@@ -206,12 +206,12 @@ class GraphReader:
                 other = [i for i in adds[0].input if i != node.output[0]]
                 bias = self.const(other[0]) if len(other) == 1 else None
                 if bias is None:
-                    raise ReferenceError("the head's Add has no constant bias")
+                    raise UnsupportedGraph("the head's Add has no constant bias")
                 b = bias.astype(np.float64).reshape(-1)
         else:
-            raise ReferenceError(
+            raise UnsupportedGraph(
                 f"expected the head (MatMul/Gemm) after the RNN, got {node.op_type}"
             )
         if w.ndim != 2 or w.shape[0] != hidden or b.shape != (w.shape[1],):
-            raise ReferenceError(f"head shapes W{w.shape} b{b.shape} misfit hidden size {hidden}")
+            raise UnsupportedGraph(f"head shapes W{w.shape} b{b.shape} misfit hidden size {hidden}")
         return w, b

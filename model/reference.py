@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from seqserve.model.onnx_graph import GraphReader, Layer, ReferenceError
+from seqserve.model.onnx_graph import GraphReader, Layer, UnsupportedGraph
 
-__all__ = ["Layer", "ReferenceError", "ReferenceModel", "gru_layer", "lstm_layer"]
+__all__ = ["Layer", "ReferenceModel", "UnsupportedGraph", "gru_layer", "lstm_layer"]
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:

@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from pydantic import ValidationError
-from seqserve.model.reference import ReferenceError, ReferenceModel
-from seqserve.service.repository.manifest import Manifest, TensorSpec
+from seqserve.model.reference import ReferenceModel, UnsupportedGraph
+from seqserve.service.runtime.manifest import Manifest, TensorSpec
 
 # (x[B,T,F], states) -> (y, new states), float32 in, any float out.
 Runner = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
@@ -283,7 +283,7 @@ def verify_model_dir(
     check_ops(manifest, model)
     try:
         ref = ReferenceModel.from_onnx(model)
-    except ReferenceError as e:
+    except UnsupportedGraph as e:
         raise VerificationError(f"the NumPy reference cannot read the graph: {e}") from e
     check_structure(manifest, ref)
     runners = {"onnxruntime": ort_runner(manifest, onnx_path)}

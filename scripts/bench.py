@@ -26,10 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = Path(__file__).resolve().parent
-REPO = SCRIPTS.parent
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+REPO = Path(__file__).resolve().parents[1]
 
 FULL = {"duration": 6.0, "repeats": 5, "samples": 200, "sessions": 1_000_000, "http_rss_s": 30}
 QUICK = {"duration": 2.0, "repeats": 1, "samples": 30, "sessions": 50_000, "http_rss_s": 3}

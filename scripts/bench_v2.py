@@ -205,15 +205,14 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench_v2: needs wrk on PATH (apt-get install wrk)", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(Path(__file__).parents[1]))
     if args.url:
         rows = compare(args.url, args.streams, args.seconds, args.model)
     else:
-        from tests.e2e.servers import ServerProcess
+        from launch import ServerProcess
 
         shipped = Path(__file__).parents[1] / "service" / "model_repository"
         with tempfile.TemporaryDirectory() as logs:
-            server = ServerProcess(shipped, Path(logs)).start()
+            server = ServerProcess.seqserve(shipped, Path(logs)).start()
             try:
                 rows = compare(server.url, args.streams, args.seconds, args.model)
             finally:

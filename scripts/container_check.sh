@@ -36,7 +36,7 @@ service_container() {
     --filter "label=com.docker.compose.service=$2" --format '{{.Names}}'
 }
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-probe() { "$PY" scripts/container_probe.py "$@"; }
+probe() { "$PY" -m scripts.container_probe "$@"; }
 # podman here logs harmless errors about systemd healthcheck timers: keep them in a file
 quiet() { "$@" 2>>"$LOGS/podman.log"; }
 

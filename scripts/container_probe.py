@@ -2,10 +2,12 @@
 answers with the local NumPy reference LSTM (model/reference.py) applied to the repository's
 own model files, with the manifest's preprocessing written out independently of service/.
 
-    container_probe.py ready    URL [--upstreams N]
-    container_probe.py image    URL --state FILE     (v1 session, first half; V2 via tritonclient)
-    container_probe.py resume   URL --state FILE     (the same session after a restart)
-    container_probe.py stack    URL --stop CONTAINER (a stream through nginx; one replica stopped)
+    python -m scripts.container_probe ready  URL [--upstreams N]
+    python -m scripts.container_probe image  URL --state FILE     (v1 session, then V2)
+    python -m scripts.container_probe resume URL --state FILE     (the session after a restart)
+    python -m scripts.container_probe stack  URL --stop CONTAINER (through nginx; one stopped)
+
+Run it from the repository root (as a module, so that `tests.service.expected` imports).
 
 Every check raises (exit 1) with a message saying what differed. Waiting is polling with a
 deadline, never a fixed sleep.
@@ -27,10 +29,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.service.expected import Expected
 
-from tests.service.expected import Expected  # noqa: E402  (the repository root, just added)
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = "co2"
 MODEL_DIR = ROOT / "service" / "model_repository" / MODEL / "1"

@@ -171,7 +171,7 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    import runpy
+    import subprocess
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
@@ -182,8 +182,8 @@ def _run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    bench = runpy.run_path(str(script), run_name="seqserve_bench")
-    return int(bench["main"](args.bench_args, prog="seqserve bench"))
+    # run as `python scripts/bench.py` does, so its imports resolve from scripts/
+    return subprocess.call([sys.executable, str(script), *args.bench_args])
 
 
 COMMANDS: list[Command] = [

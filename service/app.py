@@ -18,7 +18,7 @@ from seqserve.service.api.middleware import RequestContext
 from seqserve.service.engine import Engine
 from seqserve.service.errors import ModelLoadError
 from seqserve.service.metrics import Metrics
-from seqserve.service.repository.registry import Registry
+from seqserve.service.runtime.registry import Registry
 from seqserve.service.settings import Settings
 from seqserve.service.state.factory import open_store
 from seqserve.service.state.snapshot import restore_at_start, write_at_shutdown

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from seqserve.service.errors import BadInput
-from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.layout import StateRows
+from seqserve.service.runtime.registry import LoadedModel
 from seqserve.service.settings import LimitSettings, SessionSettings
-from seqserve.service.state.store import StateRows
 
 Array = np.ndarray
 

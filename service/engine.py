@@ -23,12 +23,13 @@ from seqserve.service.errors import (
     Unavailable,
 )
 from seqserve.service.metrics import Metrics
-from seqserve.service.repository.registry import LoadedModel, Registry
 from seqserve.service.runtime.compute import forecast_step, rollout
+from seqserve.service.runtime.layout import StateRows
+from seqserve.service.runtime.registry import LoadedModel, Registry
 from seqserve.service.session_locks import SessionLocks
 from seqserve.service.settings import Settings
 from seqserve.service.state.codec import decode_state, encode_state, state_target
-from seqserve.service.state.store import Session, StateRows, StateStore
+from seqserve.service.state.store import Session, StateStore
 
 Array = np.ndarray
 T = TypeVar("T")

@@ -51,10 +51,6 @@ class Gone(SeqServeError):
     status, title, slug = 410, "Session gone", "session-gone"
 
 
-class TooLarge(SeqServeError):
-    status, title, slug = 413, "Request too large", "too-large"
-
-
 class Overloaded(SeqServeError):
     status, title, slug = 429, "Capacity reached", "capacity"
 

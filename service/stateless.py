@@ -9,8 +9,8 @@ import numpy as np
 from seqserve.service.batching.assemble import group_by_length
 from seqserve.service.checks import check_batch, check_forecast, check_steps
 from seqserve.service.errors import BadInput
-from seqserve.service.repository.registry import LoadedModel
 from seqserve.service.runtime.compute import advance, rollout
+from seqserve.service.runtime.registry import LoadedModel
 from seqserve.service.settings import LimitSettings
 
 Array = np.ndarray

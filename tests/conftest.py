@@ -17,7 +17,7 @@ IN_CI = bool(os.environ.get("CI"))
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """co2-like differenced models (v1, v2), a 2-layer 3-feature LSTM and a GRU."""
     from seqserve.model.export import export_random_model
-    from seqserve.service.repository.manifest import Feature, Output
+    from seqserve.service.runtime.manifest import Feature, Output
 
     root = tmp_path_factory.mktemp("repo")
     co2 = [Feature(name="co2", unit="ppm", difference=True, mean=0.03, std=0.5)]

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+from launch import ServerProcess
 
 from benchlib import wrk, wsload
 from benchlib.client import metric_total, scrape
-from benchlib.procs import Server
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Target:
     """A server under load and the session ids its streams use (connection k: ids[k])."""
 
     name: str
-    server: Server
+    server: ServerProcess
     ids: list[str] = field(default_factory=list)
     has_metrics: bool = False
 

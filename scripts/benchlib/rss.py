@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import subprocess
 import sys
 import tracemalloc
@@ -87,9 +86,7 @@ def probe_naive(n: int) -> dict[str, Any]:
     import uuid
 
     import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from naive_server import new_state
+    from naive_server import new_state  # scripts/ is the probe's working directory
 
     torch.set_num_threads(1)
     sessions, steps = {}, {}
@@ -114,12 +111,12 @@ def probe_naive(n: int) -> dict[str, Any]:
 
 def measure(kind: str, n: int, repository: Path | None = None) -> dict[str, Any]:
     """Run one probe in a fresh interpreter and return its figures."""
-    scripts = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([scripts, os.environ.get("PYTHONPATH", "")])}
+    # `python -m` imports from its working directory: scripts/, where benchlib lives
+    scripts = Path(__file__).resolve().parents[1]
     argv = [sys.executable, "-m", "benchlib.rss", kind, str(n)]
     if repository is not None:
-        argv.append(str(repository))
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+        argv.append(str(repository.resolve()))
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=scripts, timeout=1800)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"RSS probe {kind} failed: {proc.stderr[-2000:]}")

@@ -11,10 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from launch import ServerProcess
+
 from benchlib import floor, history, rss, wrk, wsload
 from benchlib.client import Client
 from benchlib.load import Target, http_point, rss_over_http, ws_point
-from benchlib.procs import Server
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 MODEL = "co2"
@@ -76,13 +77,13 @@ class Bench:
 
     def start_servers(self) -> None:
         env = dict(kv.split("=", 1) for kv in self.args.server_env)
-        seq = Server.seqserve(self.log_dir, self.repository, **env)
+        seq = ServerProcess.seqserve(self.repository, self.log_dir, **env)
         servers = {
-            "empty": Server.script("empty", SCRIPTS / "empty_app.py", self.log_dir),
+            "empty": ServerProcess.script("empty", SCRIPTS / "empty_app.py", self.log_dir),
             "seqserve": seq,
         }
         if "naive" not in self.args.skip:
-            naive = Server.script("naive", SCRIPTS / "naive_server.py", self.log_dir)
+            naive = ServerProcess.script("naive", SCRIPTS / "naive_server.py", self.log_dir)
             naive.env["OMP_NUM_THREADS"] = "1"  # read when torch loads: every thread, one
             servers["naive"] = naive
         n = max([*self.args.streams, *self.args.ws_streams, *self.args.naive_streams])
@@ -174,7 +175,7 @@ class Bench:
             "SEQSERVE_LIMITS__MAX_SESSIONS": str(4_000_000),
             "SEQSERVE_LIMITS__MAX_STATE_BYTES": str(1 << 40),
         }
-        server = Server.seqserve(self.log_dir, self.repository, **env).start()
+        server = ServerProcess.seqserve(self.repository, self.log_dir, **env).start()
         try:
             client = Client(server.url)
             client.create_sessions(2000, MODEL)  # warm-up: slab, allocator, caches

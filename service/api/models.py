@@ -9,7 +9,7 @@ from seqserve.service.api.arrays import steps_array
 from seqserve.service.api.deps import EngineDep, OwnerDep
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.schemas import PredictRequest
-from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.registry import LoadedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from seqserve.service.state.store import StateRows
+from seqserve.service.runtime.layout import StateRows
 
 Array = np.ndarray
 Advance = Callable[[Array, StateRows, Array], tuple[Array, StateRows]]

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from seqserve.service.batching.assemble import run_groups, select
 from seqserve.service.errors import InferenceFailed, Overloaded, SeqServeError
-from seqserve.service.repository.registry import LoadedModel
 from seqserve.service.runtime.compute import advance
+from seqserve.service.runtime.registry import LoadedModel
 from seqserve.service.state.store import Replay, Session, StateStore
 
 log = logging.getLogger("seqserve.batcher")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from seqserve.service.repository.registry import LoadedModel
-from seqserve.service.state.store import StateRows
+from seqserve.service.runtime.layout import StateRows
+from seqserve.service.runtime.registry import LoadedModel
 
 Array = np.ndarray
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
 from seqserve.service.errors import ModelLoadError
-from seqserve.service.repository.manifest import Manifest, TensorSpec
+from seqserve.service.runtime.manifest import Manifest, TensorSpec
 
 Array = np.ndarray
 
@@ -43,15 +43,13 @@ def _check_tensor(kind: str, spec: TensorSpec, node: ort.NodeArg) -> None:
 class OnnxModel:
     """Runs `(x, *states) -> (y, *new_states)`; safe to call from several threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, session: ort.InferenceSession) -> None:
-        self.directory = directory
+    def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
         self.manifest = manifest
         self._session = session
         sig = manifest.signature
         self._inputs = [sig.data_input.name] + [p.input for p in sig.state]
         self._outputs = [sig.data_output.name] + [p.output for p in sig.state]
         self.state_shapes = [(p.layers, p.size) for p in sig.state]
-        self.state_nbytes = sum(4 * layers * size for layers, size in self.state_shapes)
         self.observe: Callable[[float, int], None] = lambda seconds, batch: None
 
     @classmethod
@@ -87,7 +85,7 @@ class OnnxModel:
         except Exception as exc:  # ORT raises several unrelated types for a bad file
             raise ModelLoadError(f"{onnx_path}: ONNX Runtime cannot load it: {exc}") from exc
         cls._check_signature(manifest, session)
-        return cls(directory, manifest, session)
+        return cls(manifest, session)
 
     @staticmethod
     def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:

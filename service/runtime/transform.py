@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.manifest import Manifest
 
 Array = np.ndarray
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from seqserve.service.errors import BadInput
-from seqserve.service.state.store import Layout, StateRows
+from seqserve.service.runtime.layout import Layout, StateRows
 
 STATE_FORMAT = "seqserve.state/v1"
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 from seqserve.service.errors import Conflict, Gone, NotFound, Overloaded, SeqServeError
+from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state.slab import Slab
-from seqserve.service.state.store import Layout, Replay, Session, StateRows, StateStore
+from seqserve.service.state.store import Replay, Session, StateStore
 from seqserve.service.state.table import SessionTable
 
 MAX_TOMBSTONES = 100_000

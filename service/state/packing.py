@@ -11,7 +11,8 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from seqserve.service.state.store import Layout, Replay, StateRows
+from seqserve.service.runtime.layout import Layout, StateRows
+from seqserve.service.state.store import Replay
 
 Array = np.ndarray
 _REPLAY_HEAD = struct.Struct("<qIIB")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from seqserve.service.errors import Gone, NotFound, SeqServeError
+from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state import redis_lua
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
 from seqserve.service.state.redis_codec import (
@@ -28,7 +29,7 @@ from seqserve.service.state.redis_codec import (
     refusal,
     save_error,
 )
-from seqserve.service.state.store import Layout, Session, StateRows, StateStore, fresh_id
+from seqserve.service.state.store import Session, StateStore, fresh_id
 
 _SWEEP_BATCH = 1000
 _LIST_BATCH = 500
@@ -151,13 +152,13 @@ class RedisStateStore(StateStore):
         for session in sessions:
             step, row = self._rows.pop(session.id, (-1, b""))
             blobs.append(row if step == session.step else None)
-        missing = [i for i, blob in enumerate(blobs) if blob is None]
-        if missing:
+        uncached = [i for i, blob in enumerate(blobs) if blob is None]
+        if uncached:
             with reachable(self._retry_after):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for i in missing:
+                    for i in uncached:
                         pipe.hget(self._key(sessions[i].id), "state")
-                    for i, blob in zip(missing, await pipe.execute(), strict=True):
+                    for i, blob in zip(uncached, await pipe.execute(), strict=True):
                         blobs[i] = blob
         if len(sessions) == 1 and blobs[0] is None:
             await self.get(sessions[0].id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from seqserve.service.state.store import Layout, StateRows
+from seqserve.service.runtime.layout import Layout, StateRows
 
 Array = np.ndarray
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import orjson
 from seqserve.service.errors import SeqServeError
-from seqserve.service.repository.registry import Registry
+from seqserve.service.runtime.layout import Layout, StateRows
+from seqserve.service.runtime.registry import Registry
 from seqserve.service.state.memory import MemoryStateStore
 from seqserve.service.state.packing import (
     PackingError,
@@ -29,7 +30,7 @@ from seqserve.service.state.packing import (
     unpack_replay,
     unpack_rows,
 )
-from seqserve.service.state.store import Layout, Session, StateRows, StateStore
+from seqserve.service.state.store import Session, StateStore
 
 log = logging.getLogger("seqserve.snapshot")
 MAGIC = b"SEQSERVE-SNAPSHOT/1\n"

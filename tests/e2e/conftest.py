@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,7 @@ def start_server(repo: Path, tmp_path: Path) -> Iterator[StartServer]:
     running: list[ServerProcess] = []
 
     def start(repository: Path | None = None, **env: str) -> ServerProcess:
-        server = ServerProcess(repository or repo, tmp_path, **env)
+        server = ServerProcess.seqserve(repository or repo, tmp_path, **env)
         running.append(server)
         return server.start()
 

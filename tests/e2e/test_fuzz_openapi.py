@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from seqserve.service.app import create_app
 from seqserve.service.settings import Settings
 
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 
 # the spec needs no running app (no models are loaded to build it)
 SCHEMA = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
@@ -22,7 +22,7 @@ OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations(
 
 @pytest.fixture(scope="module")
 def live(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(
+    server = ServerProcess.seqserve(
         repo, tmp_path_factory.mktemp("fuzz"), SEQSERVE_LIMITS__MAX_SESSIONS="2000"
     )
     server.start()

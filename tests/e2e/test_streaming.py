@@ -12,8 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from scripts.launch import ServerProcess
 from tests.e2e.conftest import StartServer
-from tests.e2e.servers import ServerProcess
 from tests.service.expected import Expected
 
 TOL = 1e-5

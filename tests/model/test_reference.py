@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from seqserve.model.reference import ReferenceError, ReferenceModel
+from seqserve.model.reference import ReferenceModel, UnsupportedGraph
 from seqserve.model.verify import verify_model_dir
 
 from tests.model.conftest import RANDOM_MODELS
@@ -125,7 +125,7 @@ def test_reference_rejects_a_graph_without_a_recurrent_op() -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", 1])],
     )
-    with pytest.raises(ReferenceError, match="no native LSTM or GRU node"):
+    with pytest.raises(UnsupportedGraph, match="no native LSTM or GRU node"):
         ReferenceModel.from_onnx(helper.make_model(graph))
 
 

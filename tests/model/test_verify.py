@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from seqserve.model.reference import ReferenceModel
 from seqserve.model.verify import VerificationError, check_ops, sha256_file, verify_model_dir
-from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.manifest import Manifest
 
 from seqserve.cli import main
 from tests.model.conftest import SHIPPED_DIR

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from seqserve.model.reference import ReferenceModel
-from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.manifest import Manifest
 
 
 class Expected:

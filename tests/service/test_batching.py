@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from seqserve.service.batching.assemble import group_by_length, run_groups
-from seqserve.service.repository.registry import LoadedModel
 from seqserve.service.runtime.compute import advance
+from seqserve.service.runtime.registry import LoadedModel
 
 from tests.service.conftest import MakeClient, new_session, step
 

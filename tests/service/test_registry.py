@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from seqserve.service.errors import ModelLoadError
-from seqserve.service.repository.registry import Registry
+from seqserve.service.runtime.registry import Registry
 
 
 def _edit_manifest(model_dir: Path, **changes: object) -> None:

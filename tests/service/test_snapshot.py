@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from seqserve.service.repository.registry import Registry
+from seqserve.service.runtime.layout import Layout, StateRows
+from seqserve.service.runtime.registry import Registry
 from seqserve.service.state.memory import MemoryStateStore
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_replay, unpack_rows
 from seqserve.service.state.snapshot import SnapshotError, restore_snapshot, write_snapshot
-from seqserve.service.state.store import Layout, Replay, Session, StateRows
+from seqserve.service.state.store import Replay, Session
 
 
 def _store(max_sessions: int = 100) -> MemoryStateStore:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from seqserve.service.settings import Settings
 
-from tests.e2e.servers import free_port
+from scripts.launch import free_port
 from tests.service.conftest import MakeClient
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from seqserve.service.errors import BadInput
-from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.layout import Layout
+from seqserve.service.runtime.manifest import Manifest
 from seqserve.service.runtime.transform import Transform
 from seqserve.service.state.codec import decode_state, encode_state
 from seqserve.service.state.slab import Slab
-from seqserve.service.state.store import Layout
 from seqserve.service.state.table import SessionTable, decode_id, encode_id
 
 MANIFEST = {

@@ -16,7 +16,7 @@ from seqserve.service.api.v2.codec import InferRequest, Output, Requested, class
 from seqserve.service.api.v2.errors import V2Error
 from seqserve.service.api.v2.tensors import Tensor
 from seqserve.service.engine import Engine
-from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.registry import LoadedModel
 
 Array = np.ndarray
 FLOATS = ("FP32", "FP64")

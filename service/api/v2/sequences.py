@@ -18,7 +18,7 @@ import numpy as np
 from seqserve.service.api.v2.errors import V2Error
 from seqserve.service.engine import Engine
 from seqserve.service.errors import Gone, NotFound
-from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.registry import LoadedModel
 
 Array = np.ndarray
 MAX_STRING_ID = 256

@@ -16,7 +16,7 @@ from seqserve.service.api.deps import EngineDep, OwnerDep
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.v2.errors import V2Route
 from seqserve.service.api.v2.views import resolve
-from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.registry import LoadedModel
 
 router = APIRouter(route_class=V2Route, tags=["v2"])
 

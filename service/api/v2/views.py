@@ -11,7 +11,7 @@ from typing import Any
 
 from seqserve.service.api.v2.errors import V2Error, not_found
 from seqserve.service.engine import Engine
-from seqserve.service.repository.registry import LoadedModel
+from seqserve.service.runtime.registry import LoadedModel
 from seqserve.service.settings import Settings
 
 PLATFORM = "onnxruntime_onnx"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from scripts.launch import RedisServer, ServerProcess
 from tests.e2e.conftest import StartServer
-from tests.e2e.redis_server import RedisServer, require_redis_binary
-from tests.e2e.servers import ServerProcess
+from tests.e2e.redis_server import require_redis_binary
 
 StartReplica = Callable[..., ServerProcess]
 
@@ -44,7 +44,8 @@ def replicas(
 ) -> Iterator[list[ServerProcess]]:
     """Three replicas sharing one Redis, started side by side."""
     logs = tmp_path_factory.mktemp("replicas")
-    servers = [ServerProcess(repo, logs, **redis_env(shared_redis, "rr")) for _ in range(3)]
+    env = redis_env(shared_redis, "rr")
+    servers = [ServerProcess.seqserve(repo, logs, **env) for _ in range(3)]
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(ServerProcess.start, servers))
     yield servers

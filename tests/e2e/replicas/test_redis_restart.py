@@ -11,11 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
+from scripts.launch import RedisServer, ServerProcess
 from tests.e2e.conftest import StartServer
-from tests.e2e.redis_server import RedisServer
 from tests.e2e.replicas.conftest import redis_env
 from tests.e2e.replicas.test_replicas import create, step
-from tests.e2e.servers import ServerProcess
 from tests.service.conftest import co2_like
 from tests.service.expected import Expected
 

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 from seqserve.service.errors import Conflict, Gone, NotFound, Overloaded, StepConflict, Unavailable
+from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state.redis_store import RedisStateStore
-from seqserve.service.state.store import Layout, Replay, Session, StateRows
+from seqserve.service.state.store import Replay, Session
 
-from tests.e2e.redis_server import RedisServer
-from tests.e2e.servers import free_port
+from scripts.launch import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")

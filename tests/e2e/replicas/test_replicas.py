@@ -4,6 +4,7 @@ sent to different replicas apply once, and a replica killed mid-stream loses no 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from pathlib import Path
@@ -14,9 +15,8 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.e2e.redis_server import RedisServer
+from scripts.launch import RedisServer, ServerProcess
 from tests.e2e.replicas.conftest import StartReplica
-from tests.e2e.servers import ServerProcess
 from tests.service.conftest import co2_like
 from tests.service.expected import Expected
 
@@ -147,7 +147,7 @@ def test_killed_replica_loses_no_applied_step(
     big = {"inputs": raw[12:512].tolist(), "step": 12}  # long enough to be caught mid-way
     if when == "after-commit":
         httpx.post(f"{victim.url}/v1/sessions/{sid}/steps", json=big)  # the answer is lost
-        victim.kill()
+        victim.stop(signal.SIGKILL)  # a crash
     else:  # hold Redis writes, so the victim dies after computing, before committing
         with shared_redis.client() as admin:
             admin.client_pause(10_000, all=False)
@@ -157,7 +157,7 @@ def test_killed_replica_loses_no_applied_step(
                 deadline = time.monotonic() + 10
                 while _ort_calls(victim) == ort_calls:  # poll until the step has been computed
                     assert time.monotonic() < deadline, "the victim never ran the step"
-                victim.kill()
+                victim.stop(signal.SIGKILL)  # a crash
                 sock.close()
             finally:
                 admin.client_unpause()

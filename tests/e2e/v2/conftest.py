@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 
 KEYS = ("alpha-key", "beta-key")
 IDLE_TTL_S = 0.5
@@ -16,7 +16,7 @@ MAX_SESSIONS = 3
 
 
 def _serve(repo: Path, factory: pytest.TempPathFactory, **env: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(repo, factory.mktemp("v2-server"), **env).start()
+    server = ServerProcess.seqserve(repo, factory.mktemp("v2-server"), **env).start()
     try:
         yield server
     finally:

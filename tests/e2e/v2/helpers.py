@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 from tests.service.expected import Expected
 from tests.service.v2.support import require
 

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 from tests.e2e.v2.conftest import IDLE_TTL_S, KEYS, MAX_SESSIONS
 from tests.e2e.v2.helpers import (
     TRITON_ERROR,

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 from tests.e2e.v2.helpers import (
     address,
     assert_matches,

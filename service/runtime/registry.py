@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqserve.service.errors import ModelLoadError, NotFound
-from seqserve.service.repository.manifest import Manifest
+from seqserve.service.runtime.layout import Layout
+from seqserve.service.runtime.manifest import Manifest
 from seqserve.service.runtime.onnx_model import OnnxModel
 from seqserve.service.runtime.transform import Transform
-from seqserve.service.state.store import Layout
 
 
 @dataclass(frozen=True)

