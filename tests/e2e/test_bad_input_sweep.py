@@ -19,7 +19,7 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.servers import ServerProcess
+from scripts.launch import ServerProcess
 
 LIMIT_S = 5.0
 BIG = 2**64

@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": set(),
     "logs": set(),
     "drain": set(),
+    "settings_errors": set(),
     "runtime": {"errors"},
     # the factory picks a store from settings and hands it the metrics
     "state": {"errors", "runtime", "settings", "metrics"},
@@ -29,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine": LEAVES | {"runtime", "state", "batching", "checks", "stateless", "session_locks"},
     "api": LEAVES | {"runtime", "state", "engine"},
     "app": LEAVES | {"runtime", "state", "engine", "api"},
-    "__main__": {"app", "drain", "settings", "logs"},
+    "__main__": {"app", "drain", "settings", "settings_errors", "logs"},
 }
 
 
