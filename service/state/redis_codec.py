@@ -31,7 +31,7 @@ from seqserve.service.state.packing import unpack_replay
 from seqserve.service.state.store import Session
 
 META = struct.Struct("<ddd")  # created_at, idle_ttl_s, ttl_s
-_RANDOM_CHARS = 24  # secrets.token_urlsafe(18): 144 random bits
+_RANDOM_CHARS, _EPOCH_CHARS = 24, 8  # token_urlsafe(18): 144 random bits; token_urlsafe(6)
 
 
 @dataclass(slots=True)
@@ -53,7 +53,7 @@ def fresh_parts() -> tuple[str, str]:
 def epoch_of(session_id: str) -> str | None:
     """The epoch a fresh id was issued in; None for ids given by a caller (V2 sequences)."""
     head, dot, tail = session_id.rpartition(".")
-    return tail if dot and len(head) == _RANDOM_CHARS and tail else None
+    return tail if dot and len(head) == _RANDOM_CHARS and len(tail) == _EPOCH_CHARS else None
 
 
 def ms(seconds: float) -> int:

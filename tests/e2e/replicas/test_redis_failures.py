@@ -16,7 +16,6 @@ from seqserve.service.state import redis_lua
 
 from tests.e2e.conftest import StartServer
 from tests.e2e.redis_server import RedisServer
-from tests.e2e.replicas.conftest import redis_env
 from tests.e2e.replicas.proxy import RedisProxy
 from tests.e2e.replicas.test_replicas import create, step
 from tests.e2e.servers import ServerProcess, free_port
