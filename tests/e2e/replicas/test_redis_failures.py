@@ -135,6 +135,10 @@ def test_a_full_redis_is_503_store_full_and_delete_still_frees(
             )
             _unavailable(moved, "State store full")
             assert session_step(replica, sids[0]) == 2  # reads still work, nothing changed
+            forecast = httpx.post(
+                f"{replica.url}/v1/sessions/{sids[0]}/forecast", json={"horizon": 2}
+            )
+            assert forecast.status_code == 200, forecast.text
             assert httpx.get(f"{replica.url}/readyz").status_code == 200  # deletes free it
             for sid in sids:
                 assert httpx.delete(f"{replica.url}/v1/sessions/{sid}").status_code == 204
