@@ -67,6 +67,18 @@ class Unavailable(SeqServeError):
         self.headers["Retry-After"] = str(retry_after_s)
 
 
+class StoreFull(Unavailable):
+    """The state store is at its memory limit: creates and steps wait, deletes still free."""
+
+    title, slug = "State store full", "store-full"
+
+
+class StoreReadOnly(Unavailable):
+    """The state store refuses writes (a replica, e.g. a demoted primary)."""
+
+    title, slug = "State store read-only", "store-read-only"
+
+
 class InferenceFailed(SeqServeError):
     """The model run failed; the step was not applied. Details go to the logs, not clients."""
 

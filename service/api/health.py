@@ -27,7 +27,10 @@ async def readyz(request: Request, engine: EngineDep) -> Response:
         return Problem(body, status_code=503, headers={"Retry-After": "5"})
     try:
         await asyncio.wait_for(engine.store.ping(), STORE_PING_TIMEOUT_S)
-    except (SeqServeError, TimeoutError):
+    except SeqServeError as exc:  # unreachable, or refusing writes (read-only)
+        body = problem(503, "State store unavailable", "store-unreachable", exc.detail)
+        return Problem(body, status_code=503, headers={"Retry-After": "5"})
+    except TimeoutError:
         detail = "the session store (Redis) is unreachable"
         body = problem(503, "State store unreachable", "store-unreachable", detail)
         return Problem(body, status_code=503, headers={"Retry-After": "5"})

@@ -2,7 +2,8 @@
 
 Keys under the prefix P (passed as ARGV[1]):
   P:s:<id>    hash  model, version, owner, meta (<ddd created, idle ttl, ttl), lu (last used),
-                    step, rev (commits so far), state (packed row), replay (packed last reply);
+                    step, rev (commits so far), state (packed row), replay (packed last reply),
+                    tag (the call that made the last commit);
                     PEXPIRE = the time left under both TTLs
   P:t:<id>    str   tombstone "expired" | "evicted"; outlives P:s:<id> by the tombstone TTL
   P:live      zset  id -> deadline (epoch ms): counts live sessions across replicas
@@ -10,6 +11,11 @@ Keys under the prefix P (passed as ARGV[1]):
   P:idx       hash  id -> "<state bytes> <owner>": what to release once a session is gone
   P:bytes     int   state bytes of the sessions in P:live
   P:own:<o>   set   ids of owner o (only when API keys are on)
+  P:epoch     str   this dataset's epoch, set by the first create; fresh ids end in it, so an
+                    id from an older epoch (Redis lost its data) is told from one never issued
+At maxmemory Redis refuses a script's first write that may grow memory (DECRBY, HSET, SET)
+but not DEL, ZREM or PEXPIRE; after any write it lets the script finish. So scripts that
+must work on a full Redis (delete, sweep, touch) write with one of those first.
 Keys are built inside the scripts, so this layout needs a standalone Redis (or Sentinel),
 not Redis Cluster.
 """
@@ -18,18 +24,18 @@ from __future__ import annotations
 
 _PRELUDE = """
 local P = ARGV[1]
-local function drop(id)
+local function drop(id)  -- frees first, counts last: see the note on maxmemory above
   local info = redis.call('HGET', P .. ':idx', id)
-  if info then
-    local sp = string.find(info, ' ', 1, true)
-    redis.call('DECRBY', P .. ':bytes', tonumber(string.sub(info, 1, sp - 1)))
-    local owner = string.sub(info, sp + 1)
-    if owner ~= '' then redis.call('SREM', P .. ':own:' .. owner, id) end
-    redis.call('HDEL', P .. ':idx', id)
-  end
+  redis.call('DEL', P .. ':s:' .. id)
   redis.call('ZREM', P .. ':live', id)
   redis.call('ZREM', P .. ':idle', id)
-  redis.call('DEL', P .. ':s:' .. id)
+  if info then
+    redis.call('HDEL', P .. ':idx', id)
+    local sp = string.find(info, ' ', 1, true)
+    local owner = string.sub(info, sp + 1)
+    if owner ~= '' then redis.call('SREM', P .. ':own:' .. owner, id) end
+    redis.call('DECRBY', P .. ':bytes', tonumber(string.sub(info, 1, sp - 1)))
+  end
 end
 local function prune(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', P .. ':live', '-inf', now, 'LIMIT', 0, limit)
@@ -42,20 +48,29 @@ end
 """
 
 # ARGV: P id now max_sessions max_bytes nbytes owner model version meta lu step state replay
-#       expire_ms deadline_ms tombstone_ms evict_before_ms
-# -> {1 created | 0 refused, evicted, expired, sessions, bytes, why: sessions|bytes|exists}
+#       expire_ms deadline_ms tombstone_ms evict_before_ms random new_epoch
+# An empty id asks for a fresh one: <random>.<epoch> (new_epoch starts an epoch if none is set).
+# -> {1 created | 0 refused, evicted, expired, sessions, bytes, id, why: sessions|bytes|exists}
 CREATE = (
     _PRELUDE
     + """
 local id, now, nbytes = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[6])
+if id == '' then
+  local epoch = redis.call('GET', P .. ':epoch')
+  if not epoch then
+    epoch = ARGV[20]
+    redis.call('SET', P .. ':epoch', epoch)
+  end
+  id = ARGV[19] .. '.' .. epoch
+end
 local key = P .. ':s:' .. id
 local expired, evicted = prune(now, 100), 0
 if redis.call('EXISTS', key) == 1 then
   local n, b = totals()
   if redis.call('HGET', key, 'meta') == ARGV[10] then
-    return {1, 0, expired, n, b}  -- a retried create that had already committed
+    return {1, 0, expired, n, b, id}  -- a retried create that had already committed
   end
-  return {0, 0, expired, n, b, 'exists'}
+  return {0, 0, expired, n, b, id, 'exists'}
 end
 while true do
   local n, b = totals()
@@ -66,7 +81,7 @@ while true do
   local before = tonumber(ARGV[18])
   local oldest = redis.call('ZRANGE', P .. ':idle', 0, 0, 'WITHSCORES')
   if before <= 0 or #oldest == 0 or tonumber(oldest[2]) > before then
-    return {0, evicted, expired, n, b, full}
+    return {0, evicted, expired, n, b, id, full}
   end
   drop(oldest[1])
   if tonumber(ARGV[17]) > 0 then
@@ -87,31 +102,37 @@ redis.call('HSET', P .. ':idx', id, ARGV[6] .. ' ' .. ARGV[7])
 redis.call('INCRBY', P .. ':bytes', nbytes)
 if ARGV[7] ~= '' then redis.call('SADD', P .. ':own:' .. ARGV[7], id) end
 local n, b = totals()
-return {1, evicted, expired, n, b}
+return {1, evicted, expired, n, b, id}
 """
 )
 
-# ARGV: P now tombstone_ms, then per session: id expected step lu state replay expire_ms
+# ARGV: P now tombstone_ms tag, then per session: id expected step lu state replay expire_ms
 #       deadline_ms rev -> per session: -1 committed, -2 expired, -3 no such session,
 #       a tombstone reason (gone), or the current step (a compare-and-set conflict).
 # The step index is the compare-and-set; `rev` (when given: the revision the caller read the
 # state at) also catches a reset and re-step to the same index in between (ABA).
+# `tag` is unique to the call and stays in the hash: when a reply is lost (a timeout) and the
+# client runs the call again, a session that already holds the tag was committed by this very
+# call, so it answers "committed" instead of a conflict, and nothing is applied twice.
 SAVE = """
-local P, now, tomb = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local P, now, tomb, tag = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out = {}
-for i = 4, #ARGV, 9 do
+for i = 5, #ARGV, 9 do
   local id, ttl = ARGV[i], tonumber(ARGV[i + 6])
   local key = P .. ':s:' .. id
   local cur = redis.call('HGET', key, 'step')
   if not cur then
     out[#out + 1] = redis.call('GET', P .. ':t:' .. id) or -3
+  elseif redis.call('HGET', key, 'tag') == tag then
+    out[#out + 1] = -1
   elseif cur ~= ARGV[i + 1]
       or (ARGV[i + 8] ~= '' and redis.call('HGET', key, 'rev') ~= ARGV[i + 8]) then
     out[#out + 1] = tonumber(cur)
   elseif ttl <= 0 then
     out[#out + 1] = -2
   else
-    redis.call('HSET', key, 'step', ARGV[i + 2], 'lu', ARGV[i + 3], 'state', ARGV[i + 4])
+    redis.call('HSET', key, 'step', ARGV[i + 2], 'lu', ARGV[i + 3], 'state', ARGV[i + 4],
+      'tag', tag)
     redis.call('HINCRBY', key, 'rev', 1)
     if ARGV[i + 5] == '' then
       redis.call('HDEL', key, 'replay')
@@ -133,8 +154,8 @@ TOUCH = """
 local P, now, id, ttl = ARGV[1], ARGV[2], ARGV[4], tonumber(ARGV[6])
 local key = P .. ':s:' .. id
 if ttl <= 0 or redis.call('EXISTS', key) == 0 then return 0 end
+redis.call('PEXPIRE', key, ttl)  -- first: a full Redis still lets a forecast touch
 redis.call('HSET', key, 'lu', ARGV[5])
-redis.call('PEXPIRE', key, ttl)
 redis.call('PEXPIRE', P .. ':t:' .. id, ttl + tonumber(ARGV[3]))
 redis.call('ZADD', P .. ':live', ARGV[7], id)
 redis.call('ZADD', P .. ':idle', now, id)

@@ -6,11 +6,17 @@ outlives it by `tombstone_ttl_s` keeps an expired id answering 410 rather than 4
 
 A step costs two round trips: get() (one HGETALL: metadata, state row and revision, read
 atomically) and the batch's SAVE script, a compare-and-set on the step index and revision
-that get() read. load() reuses the row get() read, so a batch needs no third trip.
+that get() read. get() returns them on the session (a RedisSession), and load() and save()
+take them from there: load() needs no third trip, and nothing is kept between calls.
+
+Fresh session ids end in the store's epoch (see redis_lua), so after Redis lost its data
+they answer 410 rather than 404. Redis refusing writes (maxmemory, a read-only replica) is
+a 503 with Retry-After; delete and sweep still work on a full Redis and free its memory.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -21,19 +27,20 @@ from seqserve.service.state import redis_lua
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
 from seqserve.service.state.redis_codec import (
     META,
+    RedisSession,
     connect,
     decode_session,
+    fresh_parts,
     missing,
     ms,
     reachable,
     refusal,
     save_error,
 )
-from seqserve.service.state.store import Session, StateStore, fresh_id
+from seqserve.service.state.store import Session, StateStore
 
 _SWEEP_BATCH = 1000
 _LIST_BATCH = 500
-_FRESH = 4096  # sessions whose get() is remembered for the load()/save() that follow
 
 
 class RedisStateStore(StateStore):
@@ -60,9 +67,6 @@ class RedisStateStore(StateStore):
         self._on_expired = on_expired
         self._on_evicted = on_evicted
         self._totals = (0, 0)
-        # what get() read, for the load() and save() that usually follow: id -> (step, x)
-        self._rows: dict[str, tuple[int, bytes]] = {}  # the state row at that step
-        self._revs: dict[str, tuple[int, bytes]] = {}  # the commit count at that step
         scripts = (redis_lua.CREATE, redis_lua.SAVE, redis_lua.TOUCH, redis_lua.DELETE)
         self._create, self._save, self._touch, self._delete = map(
             self._redis.register_script, scripts
@@ -70,8 +74,10 @@ class RedisStateStore(StateStore):
         self._sweep = self._redis.register_script(redis_lua.SWEEP)
 
     async def ping(self) -> None:
+        """Reachable and taking writes: DEL is a write a read-only replica refuses, yet one
+        that a full Redis still takes (a full store stays ready: deletes free it)."""
         with reachable(self._retry_after):
-            await self._redis.ping()
+            await self._redis.delete(f"{self._p}:probe")
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -84,7 +90,6 @@ class RedisStateStore(StateStore):
         return [ms(session.expires_at - now), ms(session.expires_at)]
 
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
-        session.id = session.id or fresh_id()
         rows = pack_rows(state if state is not None else layout.zeros(1), layout)
         now = time.time()
         meta = META.pack(session.created_at, session.idle_ttl_s, session.ttl_s)
@@ -93,13 +98,14 @@ class RedisStateStore(StateStore):
         args: list[Any] = [self._p, session.id, ms(now), self._max_sessions, self._max_bytes]
         args += [layout.nbytes, session.owner or "", session.model, session.version, meta]
         args += [repr(session.last_used), session.step, rows[0], replay]
-        args += [*self._expiry(session, now), self._tomb_ms, evict_before]
+        args += [*self._expiry(session, now), self._tomb_ms, evict_before, *fresh_parts()]
         with reachable(self._retry_after):
-            created, evicted, expired, *totals = await self._create(args=args)
-        self._count(expired, evicted, totals)
+            created, evicted, expired, n, nbytes, sid, *why = await self._create(args=args)
+        session.id = sid.decode()
+        self._count(expired, evicted, [n, nbytes])
         if not created:
             raise refusal(
-                totals[2], session.id, self._max_sessions, self._max_bytes, self._retry_after
+                why[0], session.id, self._max_sessions, self._max_bytes, self._retry_after
             )
 
     def _count(self, expired: int, evicted: int, totals: list[Any]) -> None:
@@ -109,22 +115,21 @@ class RedisStateStore(StateStore):
             self._on_evicted(evicted)
         self._totals = (int(totals[0]), int(totals[1]))
 
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> RedisSession:
         with reachable(self._retry_after):
             # bytes throughout: the client never decodes (decode_responses is off)
             fields = cast(dict[bytes, bytes], await self._redis.hgetall(self._key(session_id)))
-            tomb = None if fields else await self._redis.get(f"{self._p}:t:{session_id}")
-        if not fields:
-            raise missing(session_id, tomb)
+            if not fields:
+                tomb, epoch = await self._redis.mget(self._p + ":t:" + session_id, self._epoch)
+                raise missing(session_id, tomb, epoch)
         session = decode_session(session_id, fields)
         if session.expires_at <= time.time():
             raise Gone(f"session {session_id} was expired", session_id=session_id, reason="expired")
-        if len(self._revs) >= _FRESH:
-            self._rows.clear()
-            self._revs.clear()
-        self._rows[session_id] = (session.step, fields[b"state"])
-        self._revs[session_id] = (session.step, fields.get(b"rev", b""))
         return session
+
+    @property
+    def _epoch(self) -> str:
+        return f"{self._p}:epoch"
 
     async def sessions_of(self, owner: str | None, limit: int | None = None) -> list[Session]:
         now = time.time()
@@ -148,10 +153,10 @@ class RedisStateStore(StateStore):
         """Rows in at most one round trip: a row that get() read with the session's current
         step is that step's state (one atomic HGETALL), so it is used as is. A row gone
         meanwhile loads as zeros (save() then refuses it); a lone one raises its 404/410."""
-        blobs: list[bytes | None] = []
-        for session in sessions:
-            step, row = self._rows.pop(session.id, (-1, b""))
-            blobs.append(row if step == session.step else None)
+        blobs: list[bytes | None] = [
+            s.read_state if isinstance(s, RedisSession) and s.read_step == s.step else None
+            for s in sessions
+        ]
         uncached = [i for i, blob in enumerate(blobs) if blob is None]
         if uncached:
             with reachable(self._retry_after):
@@ -171,15 +176,23 @@ class RedisStateStore(StateStore):
     ) -> list[SeqServeError | None]:
         rows = pack_rows(state, layout)
         now = time.time()
-        args: list[Any] = [self._p, ms(now), self._tomb_ms]
+        # a tag per call: a retry of this call (its reply lost) recognises its own commit
+        args: list[Any] = [self._p, ms(now), self._tomb_ms, secrets.token_bytes(12)]
         for session, row, before in zip(sessions, rows, expected, strict=True):
             replay = pack_replay(session.replay) if session.replay is not None else b""
-            read_at, rev = self._revs.pop(session.id, (-1, b""))
+            rev = _read_rev(session, before)
             args += [session.id, before, session.step, repr(session.last_used), row, replay]
-            args += [*self._expiry(session, now), rev if read_at == before else b""]
+            args += [*self._expiry(session, now), rev]
         with reachable(self._retry_after):
             codes = await self._save(args=args)
-        return [save_error(s.id, code) for s, code in zip(sessions, codes, strict=True)]
+            lost = any(code == -3 for code in codes)
+            epoch = cast(bytes | None, await self._redis.get(self._epoch)) if lost else None
+        for session, row, before, code in zip(sessions, rows, expected, codes, strict=True):
+            if code == -1 and isinstance(session, RedisSession):  # what Redis now holds
+                rev = _read_rev(session, before)
+                session.read_rev = str(int(rev) + 1).encode() if rev else b""
+                session.read_step, session.read_state = session.step, row
+        return [save_error(s.id, code, epoch) for s, code in zip(sessions, codes, strict=True)]
 
     async def touch(self, session: Session) -> None:
         now = time.time()
@@ -209,3 +222,11 @@ class RedisStateStore(StateStore):
     def stats(self) -> tuple[int, int]:
         """Shared totals as of this replica's last create, delete or sweep."""
         return self._totals
+
+
+def _read_rev(session: Session, before: int) -> bytes:
+    """The revision to compare and set on: the one get() read, if read at step `before`;
+    else b"" (the step index alone is compared)."""
+    if isinstance(session, RedisSession) and session.read_step == before:
+        return session.read_rev
+    return b""

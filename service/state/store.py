@@ -47,18 +47,39 @@ def fresh_id() -> str:
 
 
 class StateStore(abc.ABC):
-    """Where sessions live. Raises NotFound / Gone / Overloaded from service.errors."""
+    """Where sessions live. Raises NotFound / Gone / Overloaded / Unavailable (service.errors).
+
+    The contract every store keeps (tests/e2e/replicas/test_store_contract.py runs it on each):
+    - get() returns a Session that carries whatever load() and save() need from that read
+      (the memory store: its slot; Redis: the state row and revision read with it). Pass that
+      object on, its step/replay/last_used updated; a store keeps nothing about it between
+      calls. load() and save() also take a Session that get() did not return (e.g. one built
+      by create()), at the cost of a round trip or a weaker check.
+    - save() is the only way state and step change. A store shared by processes commits a
+      session only while its step index is still `expected` and its state the one read
+      (compare-and-set), else answers StepConflict with the current step; an in-process store
+      may leave that to the engine's per-session lock, which serialises steps in one process.
+    - A commit whose reply was lost may be retried by the store: it is applied at most once.
+    - Lifetimes: an expired or evicted id answers Gone (410) for the tombstone TTL, then
+      NotFound; a deleted or never-issued id answers NotFound (404); an id the store issued
+      before it lost its data (Redis restarted without persistence) answers Gone.
+    - A store that cannot take writes (unreachable, full, read-only) raises Unavailable (503
+      with Retry-After); delete() and sweep() still free a full store.
+    - stats() counts live sessions and their state bytes; delete() and sweep() release both.
+    """
 
     @abc.abstractmethod
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
         """Admit a new session (429 beyond the caps) with zero or the given state.
 
         An empty `session.id` asks the store to assign a fresh unguessable id (>= 128 random
-        bits); a given id must not name a live session (Conflict)."""
+        bits), written back to `session.id`; a given id must not name a live session
+        (Conflict)."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> Session:
-        """The live session, or NotFound (never existed, deleted) / Gone (expired)."""
+        """The live session, or NotFound (never existed, deleted) / Gone (expired, evicted,
+        lost with the store's data). The object returned is what load() and save() take."""
 
     @abc.abstractmethod
     async def sessions_of(self, owner: str | None, limit: int | None = None) -> list[Session]:
@@ -66,7 +87,7 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     async def load(self, sessions: list[Session], layout: Layout) -> StateRows:
-        """The state rows of sessions of one model version, in order."""
+        """The state rows of sessions of one model version, in order (as get() read them)."""
 
     @abc.abstractmethod
     async def save(

@@ -1,5 +1,6 @@
 """Redis going away and coming back: 503 with Retry-After while it is down; sessions survive
-a restart with AOF persistence, and without persistence they are gone (404, documented)."""
+a restart with AOF persistence, and without persistence they are gone: 410, "the state store
+lost its data", told from a session that never existed (404) by the epoch in its id."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def test_sessions_survive_a_redis_restart_with_aof(
         redis.stop()
 
 
-def test_without_persistence_a_redis_restart_loses_sessions_as_404(
+def test_without_persistence_a_redis_restart_loses_sessions_as_410(
     redis_binary: str, tmp_path: Path, start_server: StartServer
 ) -> None:
     redis = RedisServer(redis_binary, tmp_path / "redis", aof=False).start()
@@ -66,7 +67,14 @@ def test_without_persistence_a_redis_restart_loses_sessions_as_404(
         redis.start()
         _wait_ready(replica)
         gone = httpx.get(f"{replica.url}/v1/sessions/{sid}")
-        assert gone.status_code == 404
-        assert gone.json()["detail"] == f"no session {sid}"
+        assert gone.status_code == 410
+        assert "the state store lost its data" in gone.json()["detail"]
+        lost_step = httpx.post(f"{replica.url}/v1/sessions/{sid}/steps", json={"inputs": [[1.0]]})
+        assert lost_step.status_code == 410
+        fresh = create(replica)  # a new epoch: its sessions work, unknown ids stay 404
+        assert httpx.get(f"{replica.url}/v1/sessions/{fresh}").status_code == 200
+        assert httpx.get(f"{replica.url}/v1/sessions/{sid}").status_code == 410
+        never = ("A" if fresh[0] != "A" else "B") + fresh[1:]  # this epoch, never issued
+        assert httpx.get(f"{replica.url}/v1/sessions/{never}").status_code == 404
     finally:
         redis.stop()

@@ -309,3 +309,41 @@ def test_unreachable_redis_is_503() -> None:
         await store.close()
 
     run(go())
+
+
+def test_ids_from_before_a_data_loss_are_410_others_404(
+    make_store: MakeStore, redis_server: RedisServer
+) -> None:
+    """Redis lost its data (restarted without persistence): every key under the prefix is
+    gone, the epoch key with them; the epoch in a fresh id tells its session was lost."""
+
+    async def go() -> None:
+        store = make_store()
+        fresh, given = session(), session("v2-given")
+        fresh.id = ""  # the store issues the id
+        await store.create(fresh, LAYOUT, None)
+        await store.create(given, LAYOUT, None)
+        read = await store.get(fresh.id)
+        with redis_server.client() as admin:
+            admin.delete(*admin.keys(f"{make_store.prefix}:*"))
+        with pytest.raises(Gone) as lost:
+            await store.get(fresh.id)
+        assert lost.value.extra["reason"] == "store-lost"
+        assert "the state store lost its data" in lost.value.detail
+        read.step = 1
+        [error] = await store.save([read], LAYOUT, rows(1), [0])
+        assert isinstance(error, Gone)
+        with pytest.raises(NotFound):  # a caller-given id carries no epoch: 404 as before
+            await store.get(given.id)
+        again = session()
+        again.id = ""
+        await store.create(again, LAYOUT, None)  # a new epoch begins
+        assert again.id.split(".")[1] != fresh.id.split(".")[1]
+        never = ("A" if again.id[0] != "A" else "B") + again.id[1:]
+        with pytest.raises(NotFound):  # this epoch, never issued
+            await store.get(never)
+        with pytest.raises(Gone):
+            await store.get(fresh.id)
+        await store.close()
+
+    run(go())
