@@ -10,6 +10,7 @@ import numpy as np
 from seqserve.service.errors import SeqServeError
 
 Array = np.ndarray
+MAX_STEP = 2**53 - 1  # the largest step index: every integer the API echoes stays exact in JSON
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ class Session:
     idle_ttl_s: float
     ttl_s: float
     replay: Replay | None = None
-    row: int = -1  # slab row in the memory store
+    slot: int = -1  # table slot in the memory store
 
     @property
     def expires_at(self) -> float:
