@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from seqserve.service.errors import BadInput
-from seqserve.service.runtime.layout import StateRows
+from seqserve.service.runtime.layout import MAX_STEP, StateRows
 from seqserve.service.runtime.registry import LoadedModel
 from seqserve.service.settings import LimitSettings, SessionSettings
 
@@ -31,6 +31,16 @@ def check_steps(model: LoadedModel, raw: Array, limit: int) -> Array:
     if np.abs(raw).max() > bound:
         raise BadInput(f"inputs must lie within ±{bound:.3g} for this model", max_abs=bound)
     return raw
+
+
+def check_step_room(step: int, timesteps: int) -> None:
+    """A step may not carry the session's index past MAX_STEP (the JSON-safe bound)."""
+    if step + timesteps > MAX_STEP:
+        raise BadInput(
+            f"{timesteps} timesteps would carry the session past step {MAX_STEP}",
+            current_step=step,
+            max_step=MAX_STEP,
+        )
 
 
 def check_batch(limits: LimitSettings, sequences: int, timesteps: int) -> None:

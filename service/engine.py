@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 import numpy as np
 from seqserve.service import stateless
 from seqserve.service.batching.batcher import StepBatcher, StepJob, StepResult
-from seqserve.service.checks import check_carry, check_forecast, check_steps, session_ttls
+from seqserve.service.checks import (
+    check_carry,
+    check_forecast,
+    check_step_room,
+    check_steps,
+    session_ttls,
+)
 from seqserve.service.errors import (
     BadInput,
     Conflict,
@@ -174,6 +180,7 @@ class Engine:
             digest = _digest(raw)
             if expected is not None and expected != session.step:
                 return self._replay(session, expected, digest)
+            check_step_room(session.step, raw.shape[0])
             future = self._batcher(model).submit(StepJob(session, raw, digest))
             # the session stays locked until its step is committed, even if this request
             # is cancelled meanwhile (a client that went away): no second step can overtake it
@@ -257,23 +264,31 @@ class Engine:
                 raise error
         return session
 
+    # reset, fork, export and delete take the session lock: they wait for the session's
+    # steps in flight, so none of those runs on (or writes to) a session that ended under it
+
     async def fork(self, session_id: str, owner: str | None) -> Session:
         """A new session (same owner, model version and TTLs) with a copy of the state."""
-        parent = await self.get_session(session_id, owner)
-        doc = await self.export_state(session_id, owner)
+        async with self._locks.exclusive(session_id):
+            parent = await self.get_session(session_id, owner)
+            doc = await self._export(parent)
         return await self.create_session(
             owner, None, idle_ttl_s=parent.idle_ttl_s, ttl_s=parent.ttl_s, state=doc
         )
 
     async def export_state(self, session_id: str, owner: str | None) -> dict[str, Any]:
-        session = await self.get_session(session_id, owner)
+        async with self._locks.exclusive(session_id):
+            return await self._export(await self.get_session(session_id, owner))
+
+    async def _export(self, session: Session) -> dict[str, Any]:
         model = self.registry.get(session.model, session.version)
         rows = await self.store.load([session], model.layout)
         return encode_state(session.model, session.version, session.step, model.state_names, rows)
 
     async def delete(self, session_id: str, owner: str | None) -> None:
-        await self.get_session(session_id, owner)
-        await self.store.delete(session_id)
+        async with self._locks.exclusive(session_id):
+            await self.get_session(session_id, owner)
+            await self.store.delete(session_id)
         self.metrics.sessions_deleted.inc()
 
     # -- stateless ---------------------------------------------------------------------------

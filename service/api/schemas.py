@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
+from seqserve.service.runtime.layout import MAX_STEP
 
 Number = Annotated[float, Strict()]
 Integer = Annotated[int, Strict()]
+# every integer the API echoes stays within what a JSON number (a double) holds exactly
+JsonInt = Annotated[int, Strict(), Field(ge=-MAX_STEP, le=MAX_STEP)]
 Timesteps = list[list[Number]]
 
 _CO2_STEPS = [[315.71], [317.45]]
@@ -25,7 +28,10 @@ class PredictRequest(_Body):
     )
     version: str | None = Field(None, description="Model version; the latest when omitted.")
     horizon: Integer | None = Field(
-        None, ge=1, description="Also forecast this many steps past each sequence's end."
+        None,
+        ge=1,
+        le=MAX_STEP,
+        description="Also forecast this many steps past each sequence's end.",
     )
     return_sequences: Annotated[bool, Strict()] = Field(
         True, description="Outputs for every timestep (true) or only the last one (false)."
@@ -50,10 +56,21 @@ class StepRequest(_Body):
     step: Integer | None = Field(
         None,
         ge=0,
+        le=MAX_STEP,
         description="The step index this request expects to start at. A mismatch is a 409; "
         "a retry of the last applied request returns its stored answer.",
     )
 
 
 class ForecastRequest(_Body):
-    horizon: Integer = Field(ge=1, examples=[13], description="Steps ahead to forecast.")
+    horizon: Integer = Field(
+        ge=1, le=MAX_STEP, examples=[13], description="Steps ahead to forecast."
+    )
+
+
+class StreamMessage(StepRequest):
+    """A WebSocket step message; `id` comes back in its reply, so it must be echoable."""
+
+    id: str | JsonInt | None = Field(
+        None, description="Echoed in the reply, for the client's bookkeeping."
+    )

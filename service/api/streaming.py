@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from seqserve.service.api.arrays import steps_array
 from seqserve.service.api.deps import EngineDep, KeyRing, OwnerDep
 from seqserve.service.api.responses import problem
-from seqserve.service.api.schemas import StepRequest
+from seqserve.service.api.schemas import StepRequest, StreamMessage
 from seqserve.service.engine import Engine
 from seqserve.service.errors import (
     BadInput,
@@ -38,10 +38,6 @@ def _close_code(error: SeqServeError) -> int | None:
 def _error_frame(error: SeqServeError, message_id: Any) -> str:
     body = problem(error.status, error.title, error.slug, error.detail, **error.extra)
     return orjson.dumps({"error": body, "id": message_id}).decode()
-
-
-class StreamMessage(StepRequest):
-    id: Any = None  # echoed in the reply, for the client's bookkeeping
 
 
 def _parse(text: str) -> tuple[StepRequest, Any]:

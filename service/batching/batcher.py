@@ -139,11 +139,14 @@ class StepBatcher:
         results, new_state = await self._run_in_pool(
             run_groups, partial(advance, self.model), [j.raw for j in batch], state, has_prev
         )
+        # only the steps whose group ran are committed, each with its own new rows; the store
+        # commits or refuses each session whole, so one failure never fails or taints another
         ok = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
         for i, result in enumerate(results):
             if isinstance(result, BaseException):
                 log.error("inference failed for a group of steps", exc_info=result)
-                batch[i].future.set_exception(InferenceFailed("inference failed for this step"))
+                if not batch[i].future.done():
+                    batch[i].future.set_exception(InferenceFailed("inference failed for this step"))
         if not ok:
             return
         starts, now = [], time.time()

@@ -9,6 +9,9 @@ import numpy as np
 Array = np.ndarray
 
 
+MAX_STEP = 2**53 - 1  # the largest step index: every integer the API echoes stays exact in JSON
+
+
 @dataclass(slots=True)
 class StateRows:
     """Recurrent state of B sessions of one model version."""

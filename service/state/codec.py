@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from seqserve.service.errors import BadInput
-from seqserve.service.runtime.layout import Layout, StateRows
+from seqserve.service.runtime.layout import MAX_STEP, Layout, StateRows
 
 STATE_FORMAT = "seqserve.state/v1"
 
@@ -73,8 +73,9 @@ def decode_state(doc: dict[str, Any], names: list[str], layout: Layout) -> tuple
     if doc.get("format") != STATE_FORMAT:
         raise BadInput(f"state.format must be {STATE_FORMAT!r}")
     step = doc.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise BadInput("state.step must be a non-negative integer")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+        # the checksum is anyone's to recompute: the bound is what keeps step JSON-safe
+        raise BadInput(f"state.step must be an integer in [0, {MAX_STEP}]", max_step=MAX_STEP)
     tensors_doc = doc.get("tensors")
     if not isinstance(tensors_doc, dict) or sorted(tensors_doc) != sorted(names):
         raise BadInput(f"state.tensors must hold exactly {names}", expected_tensors=names)

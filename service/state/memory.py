@@ -7,14 +7,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
-from seqserve.service.errors import Conflict, Gone, NotFound, Overloaded, SeqServeError
-from seqserve.service.runtime.layout import Layout, StateRows
-from seqserve.service.state.slab import Slab
+from seqserve.service.errors import (
+    BadInput,
+    Conflict,
+    Gone,
+    NotFound,
+    Overloaded,
+    SeqServeError,
+    StepConflict,
+)
+from seqserve.service.runtime.layout import MAX_STEP, Layout, StateRows
+from seqserve.service.state.slab import Slab, fits
 from seqserve.service.state.store import Replay, Session, StateStore
-from seqserve.service.state.table import SessionTable
+from seqserve.service.state.table import DIGEST_BYTES, SessionTable, unfit
 
 MAX_TOMBSTONES = 100_000
-_NO_DIGEST = np.zeros(16, np.uint8)
+_NO_DIGEST = np.zeros(DIGEST_BYTES, np.uint8)
+
+
+def _bad_meta(session: Session, layout: Layout) -> BadInput | None:
+    why = unfit(session.step, session.replay, layout.n_outputs)
+    return None if why is None else BadInput(why, max_step=MAX_STEP)
 
 
 class MemoryStateStore(StateStore):
@@ -27,6 +40,7 @@ class MemoryStateStore(StateStore):
         evict_idle_s: float = 0.0,
         on_expired: Callable[[int], None] = lambda n: None,
         on_evicted: Callable[[int], None] = lambda n: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = SessionTable()
         self._slabs: dict[int, Slab] = {}  # by model index in the table
@@ -39,6 +53,7 @@ class MemoryStateStore(StateStore):
         self._evict_idle_s = evict_idle_s
         self._on_expired = on_expired
         self._on_evicted = on_evicted
+        self._clock = clock  # wall time, as sessions' created_at/last_used; injectable for tests
         self._bytes = 0
 
     # -- slots <-> sessions ------------------------------------------------------------------
@@ -61,7 +76,7 @@ class MemoryStateStore(StateStore):
             last_used=float(c["last_used"][slot]),
             idle_ttl_s=float(c["idle_ttl_s"][slot]),
             ttl_s=float(c["ttl_s"][slot]),
-            row=slot,
+            slot=slot,
         )
         length = int(c["replay_len"][slot])
         if length:
@@ -91,14 +106,39 @@ class MemoryStateStore(StateStore):
             self._long_replies[slot] = replay.outputs
 
     def _is_current(self, session: Session) -> bool:
-        """Still the live session this object was read from (its slot not reused since)."""
-        slot, c = session.row, self._table.cols
+        """Still the live session this object was read from (its slot not reused since, by
+        another session or another model version): work queued for a session that ended
+        neither reads nor writes whoever holds its slot now."""
+        slot, c = session.slot, self._table.cols
         return (
             0 <= slot < self._table.capacity
             and bool(c["live"][slot])
             and float(c["created_at"][slot]) == session.created_at
+            and self._table.models[int(c["model"][slot])] == (session.model, session.version)
             and self._table.session_id(slot) == session.id
         )
+
+    def _by_slab(self, sessions: list[Session], layout: Layout) -> dict[int, list[int]]:
+        """Indices of the current sessions in `layout`, by the model index of their slab."""
+        groups: dict[int, list[int]] = {}
+        for i, s in enumerate(sessions):
+            if self._is_current(s):
+                model = int(self._table.cols["model"][s.slot])
+                if self._slabs[model].layout == layout:
+                    groups.setdefault(model, []).append(i)
+        return groups
+
+    def _refusal(self, session: Session, layout: Layout, expected: int) -> SeqServeError | None:
+        """Why one session's commit must not be written; None when it can be."""
+        if not self._is_current(session) or self._slab_of(session.slot).layout != layout:
+            # deleted, expired or evicted while its step ran: the slot may be another's now
+            return Gone(f"session {session.id} ended while its step ran", session_id=session.id)
+        current = int(self._table.cols["step"][session.slot])
+        if current != expected:
+            return StepConflict(
+                f"the session moved to step {current} meanwhile", current_step=current
+            )
+        return _bad_meta(session, layout)
 
     # -- admission -------------------------------------------------------------------------
 
@@ -116,7 +156,7 @@ class MemoryStateStore(StateStore):
         c = self._table.cols
         last_used = np.where(c["live"], c["last_used"], np.inf)
         slot = int(np.argmin(last_used))
-        if time.time() - last_used[slot] < self._evict_idle_s:
+        if self._clock() - last_used[slot] < self._evict_idle_s:
             return False
         self._bury([slot], "evicted")
         self._on_evicted(1)
@@ -127,6 +167,11 @@ class MemoryStateStore(StateStore):
     async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
         if session.id and session.id in self._table.named:
             raise Conflict(f"session {session.id} already exists", session_id=session.id)
+        # everything is checked before a slot, a row or a byte is taken
+        if (bad := _bad_meta(session, layout)) is not None:
+            raise bad
+        if state is not None and not fits(layout, state, 1):
+            raise BadInput("the initial state does not fit the model's layout")
         while (full := self._over_cap(layout)) and self._evict_one():
             pass
         if full:
@@ -139,7 +184,7 @@ class MemoryStateStore(StateStore):
         model = self._table.model_index((session.model, session.version))
         slab = self._slabs.setdefault(model, Slab(layout))
         slot, session.id = self._table.alloc(session.id or None)
-        session.row = slot
+        session.slot = slot
         c = self._table.cols
         c["model"][slot] = model
         c["owner"][slot] = self._table.owner_index(session.owner)
@@ -155,52 +200,68 @@ class MemoryStateStore(StateStore):
         slot = self._table.find(session_id)
         if slot is None:
             until, reason = self._tombstones.get(session_id, (0.0, ""))
-            if until > time.time():
+            if until > self._clock():
                 raise Gone(
                     f"session {session_id} was {reason}", session_id=session_id, reason=reason
                 )
             raise NotFound(f"no session {session_id}", session_id=session_id)
         session = self._session(slot)
-        if session.expires_at <= time.time():
+        if session.expires_at <= self._clock():
             self._bury([slot], "expired")
             self._on_expired(1)
             raise Gone(f"session {session_id} was expired", session_id=session_id, reason="expired")
         return session
 
     async def sessions_of(self, owner: str | None, limit: int | None = None) -> list[Session]:
-        slots = np.flatnonzero(self._live_unexpired(time.time()))
+        slots = np.flatnonzero(self._live_unexpired(self._clock()))
         if owner is not None:
             index = self._table.find_owner(owner)
             slots = slots[self._table.cols["owner"][slots] == index]
         return [self._session(int(slot)) for slot in slots[:limit]]
 
+    def _rows(self, sessions: list[Session], idx: list[int]) -> list[int]:
+        return [int(self._table.cols["row"][sessions[i].slot]) for i in idx]
+
     async def load(self, sessions: list[Session], layout: Layout) -> StateRows:
-        rows = [int(self._table.cols["row"][s.row]) for s in sessions]
-        return self._slab_of(sessions[0].row).gather(rows)
+        """Each session's rows from its own slab; a session no longer current reads zeros
+        (its step will not be saved), never the rows of whoever took its slot."""
+        groups = self._by_slab(sessions, layout)
+        if len(groups) == 1:
+            ((model, idx),) = groups.items()
+            if len(idx) == len(sessions):  # the common case: one slab, one gather
+                return self._slabs[model].gather(self._rows(sessions, idx))
+        out = layout.zeros(len(sessions))
+        for model, idx in groups.items():
+            rows = self._slabs[model].gather(self._rows(sessions, idx))
+            for dst, src in zip(out.tensors, rows.tensors, strict=True):
+                dst[idx] = src
+            out.prev_x[idx], out.last_y[idx] = rows.prev_x, rows.last_y
+        return out
 
     async def save(
         self, sessions: list[Session], layout: Layout, state: StateRows, expected: list[int]
     ) -> list[SeqServeError | None]:
-        # a session deleted, expired or evicted while its step ran must not be written:
-        # its row may already belong to another session
-        live = [self._is_current(s) for s in sessions]
-        idx = [i for i, ok in enumerate(live) if ok]
-        if idx:
-            rows = [int(self._table.cols["row"][sessions[i].row]) for i in idx]
+        """All-or-nothing per session: every session is checked before anything is written,
+        and one session's refusal leaves the others' commits whole."""
+        errors = [self._refusal(s, layout, e) for s, e in zip(sessions, expected, strict=True)]
+        if not fits(layout, state, len(sessions)):
+            raise ValueError("state rows do not match the sessions and layout saved")
+        groups: dict[int, list[int]] = {}
+        for i, error in enumerate(errors):
+            if error is None:
+                groups.setdefault(int(self._table.cols["model"][sessions[i].slot]), []).append(i)
+        for model, idx in groups.items():
             picked = StateRows(
                 [t[idx] for t in state.tensors], state.prev_x[idx], state.last_y[idx]
             )
-            self._slab_of(sessions[idx[0]].row).scatter(rows, picked)
+            self._slabs[model].scatter(self._rows(sessions, idx), picked)
             for i in idx:
-                self._write_meta(sessions[i].row, sessions[i])
-        return [
-            None if ok else Gone(f"session {s.id} ended while its step ran", session_id=s.id)
-            for s, ok in zip(sessions, live, strict=True)
-        ]
+                self._write_meta(sessions[i].slot, sessions[i])
+        return errors
 
     async def touch(self, session: Session) -> None:
         if self._is_current(session):
-            self._table.cols["last_used"][session.row] = session.last_used
+            self._table.cols["last_used"][session.slot] = session.last_used
 
     async def delete(self, session_id: str) -> None:
         slot = self._table.find(session_id)
@@ -216,7 +277,7 @@ class MemoryStateStore(StateStore):
         self._bytes -= slab.layout.nbytes
 
     def _bury(self, slots: list[int], reason: str) -> None:
-        until = time.time() + self._tombstone_ttl
+        until = self._clock() + self._tombstone_ttl
         for slot in slots:
             self._tombstones[self._table.session_id(slot)] = (until, reason)
             self._release(slot)
@@ -229,7 +290,7 @@ class MemoryStateStore(StateStore):
         return c["live"] & (expires > now)  # type: ignore[no-any-return]
 
     async def sweep(self) -> int:
-        now = time.time()
+        now = self._clock()
         expired = np.flatnonzero(self._table.cols["live"] & ~self._live_unexpired(now))
         if expired.size:
             self._bury([int(s) for s in expired], "expired")

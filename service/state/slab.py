@@ -8,6 +8,17 @@ from seqserve.service.runtime.layout import Layout, StateRows
 Array = np.ndarray
 
 
+def fits(layout: Layout, state: StateRows, batch: int) -> bool:
+    """Whether `state` holds `batch` rows of `layout`: checked before any write, so that a
+    scatter never fails half-way."""
+    shapes = [(batch, *shape) for shape in layout.tensor_shapes]
+    return (
+        [t.shape for t in state.tensors] == shapes
+        and state.prev_x.shape == (batch, layout.n_features)
+        and state.last_y.shape == (batch, layout.n_outputs)
+    )
+
+
 class Slab:
     """Rows of recurrent state for one model version, plus each row's stored one-timestep
     reply (for replays). Grows by doubling; freed rows are reused first."""

@@ -34,7 +34,7 @@ class Session:
     idle_ttl_s: float
     ttl_s: float
     replay: Replay | None = None
-    row: int = -1  # slab row in the memory store
+    slot: int = -1  # table slot in the memory store
 
     @property
     def expires_at(self) -> float:

@@ -14,9 +14,12 @@ import hmac
 import secrets
 
 import numpy as np
+from seqserve.service.runtime.layout import MAX_STEP
+from seqserve.service.state.store import Replay
 
 Array = np.ndarray
 _ID_BYTES = 20
+DIGEST_BYTES = 16
 _COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "secret": ("u1", (16,)),
     "step": ("i8", ()),
@@ -28,9 +31,24 @@ _COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "row": ("i4", ()),  # slab row of the session's state
     "owner": ("i4", ()),  # index into SessionTable.owners, -1: none
     "replay_len": ("i4", ()),  # timesteps of the stored last request, 0: none
-    "replay_digest": ("u1", (16,)),
+    "replay_digest": ("u1", (DIGEST_BYTES,)),
     "live": ("?", ()),
 }
+
+
+def unfit(step: int, replay: Replay | None, n_outputs: int) -> str | None:
+    """Why a session's step and stored reply cannot go into the columns, or None: checked
+    before anything is written, so a commit never fails half-way."""
+    if not 0 <= step <= MAX_STEP:
+        return f"step must be in [0, {MAX_STEP}]"
+    if replay is not None and (
+        len(replay.digest) != DIGEST_BYTES
+        or replay.outputs.ndim != 2
+        or not 1 <= replay.outputs.shape[0] <= step
+        or replay.outputs.shape[1] != n_outputs
+    ):
+        return "the step's stored reply does not fit the session"
+    return None
 
 
 def encode_id(slot: int, secret: bytes, mask: int = 0) -> str:

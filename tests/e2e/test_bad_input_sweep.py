@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.e2e.conftest import StartServer
 from scripts.launch import ServerProcess
+from tests.e2e.conftest import StartServer
 
 LIMIT_S = 5.0
 BIG = 2**64

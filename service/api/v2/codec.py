@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from seqserve.service.api.v2.digits import parse_digits
 from seqserve.service.api.v2.errors import V2Error
 from seqserve.service.api.v2.tensors import Tensor, decode, json_data, wire_bytes
 
@@ -47,9 +48,9 @@ class Output:
 def _header_size(given: str | None, total: int) -> int | None:
     if given is None:
         return None
-    value = int(given) if given.strip().isdigit() else -1
-    if not 0 < value <= total:
-        raise V2Error(f"inference header size should be in range (0, {total}], got: {given}")
+    value = parse_digits(given.strip())
+    if value is None or not 0 < value <= total:
+        raise V2Error(f"inference header size should be in range (0, {total}], got: {given[:64]}")
     return value
 
 

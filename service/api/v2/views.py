@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seqserve.service.api.v2.digits import parse_digits
 from seqserve.service.api.v2.errors import V2Error, not_found
 from seqserve.service.engine import Engine
 from seqserve.service.runtime.registry import LoadedModel
@@ -23,12 +24,13 @@ def resolve(engine: Engine, name: str, version: str | None) -> LoadedModel:
         raise not_found(name)
     if version is None:
         return registry.get(name)
-    if not version.isdigit() or int(version) <= 0:
+    number = parse_digits(version)
+    if number is None or number <= 0:
         raise V2Error(
-            f"failed to get model version from specified version string '{version}', "
+            f"failed to get model version from specified version string '{version[:64]}', "
             "version should be an integral value > 0"
         )
-    wanted = str(int(version))
+    wanted = str(number)
     if wanted not in registry.versions(name):
         raise not_found(name, wanted)
     return registry.get(name, wanted)

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 from seqserve.service.errors import Conflict, Gone, NotFound, Overloaded, StepConflict
+from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state.memory import MemoryStateStore
 from seqserve.service.state.redis_store import RedisStateStore
-from seqserve.service.state.store import Layout, Replay, Session, StateRows, StateStore
+from seqserve.service.state.store import Replay, Session, StateStore
 
 from scripts.launch import RedisServer
 
