@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 
 from seqserve.service.errors import MalformedRequest, Unauthorized
 
 _HEADER = b"x-api-key"
 
 
-def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The `X-API-Key` a request carries; two of them are refused, not first- or last-wins."""
-    found: bytes | None = None
-    for name, value in headers:
-        if name == _HEADER:
-            if found is not None:
-                raise MalformedRequest("send one X-API-Key header, not several")
-            found = value
+def presented_key(
+    headers: Sequence[tuple[bytes, bytes]], by_name: Mapping[bytes, bytes] | None = None
+) -> str | None:
+    """The `X-API-Key` a request carries; several are refused (400), never first- or last-wins.
+
+    `by_name` is `dict(headers)` when the caller has it already (the hot path reads more)."""
+    by_name = dict(headers) if by_name is None else by_name
+    # a shorter dict means some header name repeats: only then count the key headers
+    if len(by_name) < len(headers) and sum(name == _HEADER for name, _ in headers) > 1:
+        raise MalformedRequest("send one X-API-Key header, not several")
+    found = by_name.get(_HEADER)
     return None if found is None else found.decode("latin-1")
 
 

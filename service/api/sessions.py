@@ -26,7 +26,6 @@ from starlette.types import Receive, Scope, Send
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 _JSON = (b"content-type", b"application/json")
 _REPLAYED = (b"seqserve-replayed", b"true")
-_CONTENT_TYPE = b"content-type"
 
 
 def _iso(ts: float) -> str:
@@ -55,9 +54,10 @@ async def step(scope: Scope, receive: Receive, send: Send, session_id: str) -> N
     """`POST /v1/sessions/{id}/steps`, from ASGI to the answer (errors as problem details)."""
     ctx = app_context(scope["app"])
     headers = scope["headers"]
+    by_name = dict(headers)
     try:
-        owner = ctx.keys.owner(presented_key(headers))
-        require_json(next((v for k, v in headers if k == _CONTENT_TYPE), None))
+        owner = ctx.keys.owner(presented_key(headers, by_name))
+        require_json(by_name.get(b"content-type"))
         request = parse_body(StepRequest, await read_body(receive))
         result = await ctx.engine.step(session_id, owner, steps_array(request.inputs), request.step)
     except SeqServeError as error:
