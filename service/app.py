@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-from seqserve.service.api import health, models, problems, sessions, streaming, v2
-from seqserve.service.api.deps import KeyRing
+from seqserve.service.api import health, models, problems, sessions, streaming
+from seqserve.service.api.context import AppContext, install, started_context
 from seqserve.service.api.fastlane import FastLane
+from seqserve.service.api.keys import KeyRing
 from seqserve.service.api.middleware import RequestContext
+from seqserve.service.api.v2.routes import router as v2_router
 from seqserve.service.engine import Engine
 from seqserve.service.errors import ModelLoadError
 from seqserve.service.metrics import Metrics
@@ -39,10 +41,9 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
 
 def begin_drain(app: FastAPI) -> None:
     """SIGTERM: readiness answers 503 and new sessions are refused; steps still run."""
-    app.state.draining = True
-    engine: Engine | None = getattr(app.state, "engine", None)
-    if engine is not None:
-        engine.draining = True
+    context = started_context(app)
+    if context is not None:  # still starting: the drain hook applies it once started
+        context.begin_drain()
 
 
 async def _sweep(engine: Engine, interval: float) -> None:
@@ -65,14 +66,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             log.error("cannot load the model repository: %s", exc)
             raise
         await restore_at_start(settings.snapshot_path, engine.store, engine.registry)
-        app.state.engine = engine
-        app.state.draining = False
+        context = AppContext(engine, keys)
+        install(app, context)
         sweeper = asyncio.create_task(_sweep(engine, settings.sessions.sweep_interval_s))
         log.info("ready", extra={"models": engine.registry.names()})
         try:
             yield
         finally:
-            app.state.draining = True
+            context.begin_drain()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -90,10 +91,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # provider is configured; seqserve exports Prometheus metrics instead
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.keys = KeyRing(settings.api_keys())
+    keys = KeyRing(settings.api_keys())
     problems.install(app)
     # hot paths first: route matching walks this list
-    for router in (sessions.router, v2.router, health.router, models.router, streaming.router):
+    for router in (sessions.router, v2_router, health.router, models.router, streaming.router):
         app.include_router(router)
     app.add_middleware(FastLane)  # innermost: CORS, ids, limits and metrics still apply
     if settings.security.cors_origins:

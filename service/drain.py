@@ -36,6 +36,7 @@ class DrainingServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         if self._pending is not None and not self.should_exit:
+            self._begin_drain()  # again: a signal during start-up came before the app could
             sig, since = self._pending
             if time.monotonic() - since >= self._delay_s:
                 super().handle_exit(sig, None)

@@ -51,6 +51,10 @@ class Gone(SeqServeError):
     status, title, slug = 410, "Session gone", "session-gone"
 
 
+class TooLarge(SeqServeError):
+    status, title, slug = 413, "Request too large", "too-large"
+
+
 class Overloaded(SeqServeError):
     status, title, slug = 429, "Capacity reached", "capacity"
 

@@ -1,52 +1,27 @@
-"""Dependencies: the engine and the caller's identity, reached through `Annotated` aliases."""
+"""Dependencies: the app context, the engine and the caller's identity, as `Annotated` aliases."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from seqserve.service.api.context import AppContext, app_context
+from seqserve.service.api.keys import presented_key
 from seqserve.service.engine import Engine
-from seqserve.service.errors import Unauthorized
 
 
-class KeyRing:
-    """Configured API keys; checks compare against every key in constant time."""
-
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
-
-    def owner(self, presented: str | None) -> str | None:
-        """The owner id (a digest, never the key) for a valid key; None when auth is off."""
-        if not self._keys:
-            return None
-        if presented is None:
-            raise Unauthorized("send an API key in the X-API-Key header")
-        candidate = presented.encode()
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(candidate, key)
-        if not matched:
-            raise Unauthorized("the API key is not valid")
-        return hashlib.sha256(candidate).hexdigest()[:32]
+async def _context(request: Request) -> AppContext:  # async: no thread-pool hop per request
+    return app_context(request.app)
 
 
-async def _engine(request: Request) -> Engine:  # async: no thread-pool hop per request
-    engine: Engine = request.app.state.engine
-    return engine
+async def _engine(request: Request) -> Engine:
+    return app_context(request.app).engine
 
 
-async def _owner(
-    request: Request, x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> str | None:
-    keys: KeyRing = request.app.state.keys
-    return keys.owner(x_api_key)
+async def _owner(request: Request) -> str | None:
+    return app_context(request.app).keys.owner(presented_key(request.scope["headers"]))
 
 
+ContextDep = Annotated[AppContext, Depends(_context)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 OwnerDep = Annotated[str | None, Depends(_owner)]

@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-from seqserve.service.api.responses import problem
+from seqserve.service.api.protocol import render_error
+from seqserve.service.errors import TooLarge
 from seqserve.service.metrics import Metrics
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,10 +27,11 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the body exceeds {limit} bytes")
         self.limit = limit
 
-
-def too_large(limit: int) -> dict[str, Any]:
-    detail = f"the body exceeds {limit} bytes"
-    return problem(413, "Request too large", "too-large", detail, max_body_bytes=limit)
+    def error(self) -> TooLarge:
+        """As a domain error; the connection closes (the rest of the body is not read)."""
+        error = TooLarge(str(self.detail), max_body_bytes=self.limit)
+        error.headers["Connection"] = "close"
+        return error
 
 
 class RequestContext:
@@ -56,7 +57,7 @@ class RequestContext:
         sent_start = False
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body:
-            status = await self._too_large(send, request_id, scope.get("path", ""))
+            status = await self._too_large(scope, receive, send, request_id)
             self._record(scope, status, started, request_id)
             return
         received = 0
@@ -86,29 +87,14 @@ class RequestContext:
         except BodyTooLarge:
             if sent_start:
                 raise
-            status = await self._too_large(send, request_id, scope.get("path", ""))
+            status = await self._too_large(scope, limited_receive, send, request_id)
         finally:
             self._record(scope, status, started, request_id)
 
-    async def _too_large(self, send: Send, request_id: str, path: str) -> int:
-        body = orjson.dumps(too_large(self.max_body))
-        media = b"application/problem+json"
-        if path == "/v2" or path.startswith("/v2/"):  # V2 clients read {"error": ...}
-            body = orjson.dumps({"error": f"the body exceeds {self.max_body} bytes"})
-            media = b"application/json"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", media),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
+        response = render_error(BodyTooLarge(self.max_body).error(), scope.get("path", ""))
+        response.headers["x-request-id"] = request_id
+        await response(scope, receive, send)
         return 413
 
     def _record(self, scope: Scope, status: int, started: float, request_id: str) -> None:

@@ -1,4 +1,5 @@
-"""Exception handlers: every error leaves as RFC 9457 problem details."""
+"""Exception handlers: every error becomes a domain error and leaves through the renderer of
+its path's protocol (`api/protocol.py`): v1 problem details or V2 `{"error"}`."""
 
 from __future__ import annotations
 
@@ -6,52 +7,49 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from seqserve.service.api.middleware import BodyTooLarge, too_large
-from seqserve.service.api.responses import Problem, problem, problem_response
+from seqserve.service.api.fastbody import UnsupportedMediaType, is_json, validation_error
+from seqserve.service.api.middleware import BodyTooLarge
+from seqserve.service.api.protocol import render_error
 from seqserve.service.errors import SeqServeError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 log = logging.getLogger("seqserve.errors")
+_SLUGS = {404: "not-found", 405: "method-not-allowed"}
+
+
+class HttpError(SeqServeError):
+    """Starlette's HTTPException (unknown path, wrong method) as a domain error."""
+
+    def __init__(self, exc: HTTPException) -> None:
+        super().__init__(str(exc.detail))
+        self.status = exc.status_code
+        self.title = str(exc.detail)
+        self.slug = _SLUGS.get(exc.status_code, "http-error")
+        self.headers.update(exc.headers or {})
 
 
 async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SeqServeError)
-    return problem_response(exc, request.url.path)
-
-
-def validation_problem(exc: RequestValidationError, instance: str) -> Problem:
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors()[:20]
-    ]
-    malformed = any(e["type"] == "json_invalid" for e in errors)
-    status, slug = (400, "malformed-request") if malformed else (422, "invalid-input")
-    title = "Malformed request" if malformed else "Invalid input"
-    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3])
-    body = problem(status, title, slug, detail, errors=errors, instance=instance)
-    return Problem(body, status_code=status)
+    path = request.url.path
+    return render_error(exc, path, instance=path)
 
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    path = request.url.path
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip() != "application/json" and any(
+    if not is_json(content_type) and any(
         list(e.get("loc", ())) == ["body"] for e in exc.errors()
     ):  # FastAPI reads a JSON body only when it is labelled as one
-        detail = f"send the body as JSON with Content-Type: application/json (got {content_type!r})"
-        body = problem(415, "Unsupported media type", "unsupported-media-type", detail)
-        return Problem(body, status_code=415)
-    return validation_problem(exc, request.url.path)
+        return render_error(UnsupportedMediaType(content_type), path)
+    return render_error(validation_error(exc.errors()), path, instance=path)
 
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if isinstance(exc, BodyTooLarge):
-        return Problem(too_large(exc.limit), status_code=413, headers={"Connection": "close"})
-    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    body = problem(exc.status_code, str(exc.detail), slug, str(exc.detail))
-    return Problem(body, status_code=exc.status_code, headers=exc.headers)
+    error = exc.error() if isinstance(exc, BodyTooLarge) else HttpError(exc)
+    return render_error(error, request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -62,8 +60,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
         request.url.path,
         extra={"request_id": request_id},
     )
-    body = problem(500, "Internal error", "internal", "The server failed; see its logs.")
-    return Problem(body, status_code=500)
+    # the base class is the generic 500; never the exception's own words
+    return render_error(SeqServeError("The server failed; see its logs."), request.url.path)
 
 
 def install(app: FastAPI) -> None:

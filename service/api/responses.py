@@ -1,4 +1,5 @@
-"""Fast JSON responses (orjson, NumPy arrays serialised natively) and problem details."""
+"""Fast JSON responses (orjson, NumPy arrays serialised natively) and the v1 error renderer:
+RFC 9457 problem details, for HTTP answers and WebSocket error frames alike."""
 
 from __future__ import annotations
 
@@ -20,19 +21,19 @@ class Problem(FastJSON):
     media_type = "application/problem+json"
 
 
-def problem(status: int, title: str, slug: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """An RFC 9457 problem details body."""
-    return {
-        "type": f"https://seqserve.dev/problems/{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        **extra,
+def problem_body(error: SeqServeError, instance: str | None = None) -> dict[str, Any]:
+    """The RFC 9457 problem details of an error (the only place v1 error bodies are built)."""
+    body: dict[str, Any] = {
+        "type": f"https://seqserve.dev/problems/{error.slug}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        **error.extra,
     }
+    if instance:
+        body["instance"] = instance
+    return body
 
 
 def problem_response(error: SeqServeError, instance: str | None = None) -> Problem:
-    body = problem(error.status, error.title, error.slug, error.detail, **error.extra)
-    if instance:
-        body["instance"] = instance
-    return Problem(body, status_code=error.status, headers=error.headers)
+    return Problem(problem_body(error, instance), status_code=error.status, headers=error.headers)

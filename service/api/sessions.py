@@ -1,20 +1,31 @@
-"""Session endpoints: create, inspect, step, forecast, reset, fork, state, delete."""
+"""Session endpoints: create, inspect, step, forecast, reset, fork, state, delete.
+
+`step` is the one handler of the hot path: the fast lane (`api/fastlane.py`) calls it straight
+from ASGI, and its route below exists for the OpenAPI document only.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Query
+from seqserve.service.api.arrays import steps_array
+from seqserve.service.api.context import app_context
 from seqserve.service.api.deps import EngineDep, OwnerDep
-from seqserve.service.api.fastbody import body_schema
-from seqserve.service.api.fastlane import run_step
-from seqserve.service.api.responses import FastJSON
+from seqserve.service.api.fastbody import body_schema, parse_body, read_body, require_json
+from seqserve.service.api.keys import presented_key
+from seqserve.service.api.responses import FastJSON, problem_response
 from seqserve.service.api.schemas import CreateSessionRequest, ForecastRequest, StepRequest
+from seqserve.service.errors import SeqServeError
 from seqserve.service.state.store import Session
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+_JSON = (b"content-type", b"application/json")
+_REPLAYED = (b"seqserve-replayed", b"true")
 
 
 def _iso(ts: float) -> str:
@@ -39,8 +50,31 @@ def _created(s: Session) -> FastJSON:
     return FastJSON(session_view(s), status_code=201, headers={"Location": f"/v1/sessions/{s.id}"})
 
 
+async def step(scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
+    """`POST /v1/sessions/{id}/steps`, from ASGI to the answer (errors as problem details)."""
+    ctx = app_context(scope["app"])
+    headers = scope["headers"]
+    by_name = dict(headers)
+    try:
+        owner = ctx.keys.owner(presented_key(headers, by_name))
+        require_json(by_name.get(b"content-type"))
+        request = parse_body(StepRequest, await read_body(receive))
+        result = await ctx.engine.step(session_id, owner, steps_array(request.inputs), request.step)
+    except SeqServeError as error:
+        await problem_response(error, scope["path"])(scope, receive, send)
+        return
+    reply = {"outputs": result.outputs, "step": result.step, "replayed": result.replayed}
+    content = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY)
+    start = [_JSON, (b"content-length", str(len(content)).encode())]
+    if result.replayed:
+        start.append(_REPLAYED)
+    await send({"type": "http.response.start", "status": 200, "headers": start})
+    await send({"type": "http.response.body", "body": content})
+
+
 @router.post(
     "/{session_id}/steps",
+    name="step",
     summary="Feed timesteps; get their outputs",
     openapi_extra={
         **body_schema(StepRequest),
@@ -49,17 +83,8 @@ def _created(s: Session) -> FastJSON:
         ],
     },
 )
-async def step(request: Request) -> Response:
-    # served by the fast lane (api/fastlane.py) before routing; this route documents it and
-    # answers the same way should a request reach it
-    content, replayed = await run_step(
-        request.app.state,
-        request.path_params["session_id"],
-        request.headers.get("x-api-key"),
-        await request.body(),
-    )
-    headers = {"Seqserve-Replayed": "true"} if replayed else None
-    return Response(content, media_type="application/json", headers=headers)
+async def step_documented() -> Response:
+    raise NotImplementedError("answered by the fast lane (api/fastlane.py); this is documentation")
 
 
 @router.post("", status_code=201, summary="Create a session (optionally from a state document)")

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Query, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from seqserve.service.api.arrays import steps_array
-from seqserve.service.api.deps import EngineDep, KeyRing, OwnerDep
-from seqserve.service.api.responses import problem
+from seqserve.service.api.context import app_context
+from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.keys import presented_key
+from seqserve.service.api.responses import problem_body
 from seqserve.service.api.schemas import StepRequest, StreamMessage
 from seqserve.service.engine import Engine
 from seqserve.service.errors import (
@@ -36,8 +38,7 @@ def _close_code(error: SeqServeError) -> int | None:
 
 
 def _error_frame(error: SeqServeError, message_id: Any) -> str:
-    body = problem(error.status, error.title, error.slug, error.detail, **error.extra)
-    return orjson.dumps({"error": body, "id": message_id}).decode()
+    return orjson.dumps({"error": problem_body(error), "id": message_id}).decode()
 
 
 def _parse(text: str) -> tuple[StepRequest, Any]:
@@ -83,11 +84,11 @@ async def _serve(websocket: WebSocket, engine: Engine, session_id: str, owner: s
 async def step_stream(websocket: WebSocket, session_id: str) -> None:
     """Messages `{"inputs": [[..]], "step"?, "id"?}` in, `{"outputs", "step", "replayed"}` out,
     in order; a bad message gets `{"error": problem}` and the connection stays open."""
-    engine: Engine = websocket.app.state.engine
-    keys: KeyRing = websocket.app.state.keys
+    ctx = app_context(websocket.app)
+    engine = ctx.engine
     await websocket.accept()
     try:
-        owner = keys.owner(websocket.headers.get("x-api-key"))
+        owner = ctx.keys.owner(presented_key(websocket.scope["headers"]))
         await engine.get_session(session_id, owner)
     except SeqServeError as error:
         await websocket.send_text(_error_frame(error, None))

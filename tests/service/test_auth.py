@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from seqserve.service.api.context import app_context
 
 from tests.service.conftest import MakeClient
 
@@ -53,7 +54,7 @@ def test_sessions_are_visible_only_to_their_key(make_client: MakeClient, tmp_pat
 def test_owner_is_a_digest_not_the_key(make_client: MakeClient, tmp_path: Path) -> None:
     client = _keyed(make_client, tmp_path)
     sid = client.post("/v1/sessions", json={"model": "diffed"}, headers=A).json()["id"]
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     owner = client.portal.call(engine.store.get, sid).owner  # type: ignore[union-attr]
     assert owner
     assert "key-a" not in owner

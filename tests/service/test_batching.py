@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from seqserve.service.api.context import app_context
 from seqserve.service.batching.assemble import group_by_length, run_groups
 from seqserve.service.runtime.compute import advance
 from seqserve.service.runtime.registry import LoadedModel
@@ -65,7 +66,7 @@ def test_a_failing_group_fails_only_its_own_steps(multi: LoadedModel) -> None:
 
 def test_failed_inference_is_a_clean_500_and_changes_nothing(make_client: MakeClient) -> None:
     client = make_client(batching={"max_wait_us": 0})
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     runtime = engine.registry.get("diffed").runtime
     real_run = runtime.run
 
@@ -87,7 +88,7 @@ def test_failed_inference_is_a_clean_500_and_changes_nothing(make_client: MakeCl
 
 
 def test_onnx_runtime_never_runs_on_the_event_loop(client: TestClient) -> None:
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     runtime = engine.registry.get("diffed").runtime
     threads: list[str] = []
     runtime.observe = lambda seconds, batch: threads.append(threading.current_thread().name)
@@ -101,7 +102,7 @@ def test_onnx_runtime_never_runs_on_the_event_loop(client: TestClient) -> None:
 
 def test_same_session_never_twice_in_a_batch(make_client: MakeClient) -> None:
     client = make_client(batching={"max_wait_us": 20000})
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     runtime = engine.registry.get("diffed").runtime
     sizes: list[int] = []
     runtime.observe = lambda seconds, batch: sizes.append(batch)

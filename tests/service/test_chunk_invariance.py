@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from seqserve.service.api.context import app_context
 from seqserve.service.app import create_app
 from seqserve.service.settings import Settings
 from seqserve.service.state.codec import decode_state
@@ -65,7 +66,7 @@ def test_any_chunking_equals_the_whole_sequence(
     np.testing.assert_allclose(np.array(got), want_out, atol=1e-5, rtol=0)
     doc = shared_client.get(f"/v1/sessions/{sid}/state").json()
     assert doc["step"] == LENGTH
-    engine = shared_client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(shared_client.app).engine  # type: ignore[arg-type]
     names = engine.registry.get(model).state_names
     _, rows = decode_state(doc, names, engine.registry.get(model).layout)
     for have, want in zip(rows.tensors, want_states, strict=True):

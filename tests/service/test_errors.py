@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from seqserve.service.api.context import app_context
 from seqserve.service.state.codec import decode_state, encode_state
 
 from tests.service.conftest import MakeClient, new_session, step
@@ -121,7 +122,7 @@ def test_values_beyond_the_models_range_are_refused(client: TestClient) -> None:
     assert predict.status_code == 422
     step(client, sid, [[315.0]])
     doc = client.get(f"/v1/sessions/{sid}/state").json()
-    model = client.app.state.engine.registry.get("diffed")  # type: ignore[attr-defined]
+    model = app_context(client.app).engine.registry.get("diffed")  # type: ignore[arg-type]
     step_index, rows = decode_state(doc, model.state_names, model.layout)
     rows.prev_x[:] = 1e300  # a well-formed document (valid checksum) with an absurd carry
     forged = encode_state("diffed", "2", step_index, model.state_names, rows)

@@ -1,32 +1,53 @@
 """`POST /v2/models/{model}[/versions/{version}]/infer`: the V2 inference endpoint.
 
 The body is read raw: tritonclient sends no Content-Type, and binary tensor data follows the
-JSON header. Parse, call the engine once (through `execute`), shape the answer.
+JSON header. Parse, call the engine once (through `execute`), shape the answer. `infer` is the
+one handler; the fast lane (`api/fastlane.py`) calls it straight from ASGI, and the routes
+below exist for the OpenAPI document only.
 """
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
-from seqserve.service.api.deps import EngineDep, OwnerDep
-from seqserve.service.api.v2 import codec, compression, stats
-from seqserve.service.api.v2.errors import V2Route
+from fastapi import APIRouter
+from seqserve.service.api.context import AppContext, app_context
+from seqserve.service.api.keys import presented_key
+from seqserve.service.api.v2 import codec, compression
+from seqserve.service.api.v2.errors import error_response
 from seqserve.service.api.v2.execute import execute
 from seqserve.service.api.v2.views import resolve
 from seqserve.service.errors import SeqServeError
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-router = APIRouter(route_class=V2Route, tags=["v2"])
+router = APIRouter(tags=["v2"])
 HEADER_LENGTH = "Inference-Header-Content-Length"
+FAST_LANE_ONLY = "answered by the fast lane (api/fastlane.py); this route is documentation"
 
 
-async def run_infer(
-    request: Request, engine: EngineDep, owner: str | None, name: str, version: str | None
+async def infer(
+    scope: Scope, receive: Receive, send: Send, name: str, version: str | None = None
+) -> None:
+    """One V2 infer request, from ASGI to the answer (errors as `{"error": ...}`)."""
+    ctx = app_context(scope["app"])
+    request = Request(scope, receive)
+    response: Response
+    try:
+        owner = ctx.keys.owner(presented_key(scope["headers"]))
+        response = await _run(ctx, request, owner, name, version)
+    except SeqServeError as error:
+        response = error_response(error)
+    await response(scope, receive, send)
+
+
+async def _run(
+    ctx: AppContext, request: Request, owner: str | None, name: str, version: str | None
 ) -> Response:
     started = time.perf_counter_ns()
+    engine = ctx.engine
     model = resolve(engine, name, version)
-    book = stats.book(request)
     headers = request.headers
     try:
         body = compression.inflate(
@@ -37,11 +58,11 @@ async def run_infer(
         req = codec.parse(body, headers.get(HEADER_LENGTH), name)
         model, outputs = await execute(engine, owner, model, version, req)
     except SeqServeError:
-        book.record(model, False, 0, time.perf_counter_ns() - started)
+        ctx.v2_stats.record(model, False, 0, time.perf_counter_ns() - started)
         raise
     m = model.manifest
     batch = next((t.shape[0] for t in req.inputs if t.name == m.signature.data_input.name), 0)
-    book.record(model, True, batch, time.perf_counter_ns() - started)
+    ctx.v2_stats.record(model, True, batch, time.perf_counter_ns() - started)
     payload, header_length = codec.encode(m.name, m.version, req.id, outputs)
     reply = {"Content-Type": "application/json"}
     if header_length is not None:
@@ -53,13 +74,19 @@ async def run_infer(
     return Response(payload, headers=reply)
 
 
-@router.post("/v2/models/{model}/infer", summary="V2 inference (stateless, or a sequence step)")
-async def infer(model: str, request: Request, engine: EngineDep, owner: OwnerDep) -> Response:
-    return await run_infer(request, engine, owner, model, None)
+@router.post(
+    "/v2/models/{model}/infer",
+    name="infer",
+    summary="V2 inference (stateless, or a sequence step)",
+)
+async def infer_documented(model: str) -> Response:
+    raise NotImplementedError(FAST_LANE_ONLY)
 
 
-@router.post("/v2/models/{model}/versions/{version}/infer", summary="V2 inference on a version")
-async def infer_version(
-    model: str, version: str, request: Request, engine: EngineDep, owner: OwnerDep
-) -> Response:
-    return await run_infer(request, engine, owner, model, version)
+@router.post(
+    "/v2/models/{model}/versions/{version}/infer",
+    name="infer_version",
+    summary="V2 inference on a version",
+)
+async def infer_version_documented(model: str, version: str) -> Response:
+    raise NotImplementedError(FAST_LANE_ONLY)

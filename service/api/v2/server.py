@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from seqserve.service.api.deps import EngineDep, OwnerDep
-from seqserve.service.api.health import STORE_PING_TIMEOUT_S
+from seqserve.service.api.deps import ContextDep, EngineDep, OwnerDep
+from seqserve.service.api.health import readiness
 from seqserve.service.api.responses import FastJSON
-from seqserve.service.api.v2.errors import V2Error, V2Route, error_response
+from seqserve.service.api.v2.errors import V2Error, error_response
 from seqserve.service.api.v2.views import config, metadata, resolve
-from seqserve.service.errors import SeqServeError
 from starlette.responses import Response
 
-router = APIRouter(route_class=V2Route, tags=["v2"])
+router = APIRouter(tags=["v2"])
 
 # only what is really implemented (no shared memory, no model load/unload, no tracing)
 EXTENSIONS = [
@@ -39,16 +37,10 @@ async def live() -> Response:
 
 
 @router.get("/v2/health/ready", summary="V2 readiness")
-async def ready(request: Request) -> Response:
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None or request.app.state.draining:
-        return error_response(503, "the server is not ready", {"Retry-After": "5"})
-    try:  # the state store too: unreachable or read-only means steps cannot commit
-        await asyncio.wait_for(engine.store.ping(), STORE_PING_TIMEOUT_S)
-    except SeqServeError as exc:
-        return error_response(503, exc.detail, {"Retry-After": "5"})
-    except TimeoutError:
-        return error_response(503, "the session store is unreachable", {"Retry-After": "5"})
+async def ready(ctx: ContextDep) -> Response:
+    not_ready = await readiness(ctx)  # the same answer as /readyz, rendered the V2 way
+    if not_ready is not None:
+        return error_response(not_ready)
     return Response(status_code=200)
 
 

@@ -1,117 +1,34 @@
-"""The statistics extension: per model version, since the server started.
-
-`success`, `fail`, `inference_count` and `last_inference` count V2 infer requests. The
-execution figures (`execution_count`, `compute_infer`) come from the engine's ONNX Runtime
-metrics, so they count every model run, whichever protocol or session asked for it.
-"""
+"""The statistics extension's endpoints: per model version, since the server started."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
-from fastapi import APIRouter, Request
-from prometheus_client import CollectorRegistry
-from seqserve.service.api.deps import EngineDep, OwnerDep
+from fastapi import APIRouter
+from seqserve.service.api.deps import ContextDep, OwnerDep
 from seqserve.service.api.responses import FastJSON
-from seqserve.service.api.v2.errors import V2Route
 from seqserve.service.api.v2.views import resolve
-from seqserve.service.runtime.registry import LoadedModel
 
-router = APIRouter(route_class=V2Route, tags=["v2"])
-
-
-@dataclass
-class Duration:
-    count: int = 0
-    ns: int = 0
-
-    def add(self, ns: int) -> None:
-        self.count += 1
-        self.ns += ns
-
-    def view(self) -> dict[str, int]:
-        return {"count": self.count, "ns": self.ns}
-
-
-@dataclass
-class ModelStats:
-    success: Duration = field(default_factory=Duration)
-    fail: Duration = field(default_factory=Duration)
-    inference_count: int = 0
-    last_inference_ms: int = 0
-
-
-class StatsBook:
-    def __init__(self) -> None:
-        self._stats: dict[tuple[str, str], ModelStats] = {}
-
-    def record(self, model: LoadedModel, ok: bool, batch: int, elapsed_ns: int) -> None:
-        m = model.manifest
-        stats = self._stats.setdefault((m.name, m.version), ModelStats())
-        (stats.success if ok else stats.fail).add(elapsed_ns)
-        if ok:
-            stats.inference_count += batch
-            stats.last_inference_ms = int(time.time() * 1000)
-
-    def view(self, model: LoadedModel, registry: CollectorRegistry) -> dict[str, object]:
-        m = model.manifest
-        stats = self._stats.get((m.name, m.version), ModelStats())
-        labels = {"model": m.name, "version": m.version}
-        runs = registry.get_sample_value("seqserve_ort_run_seconds_count", labels) or 0.0
-        seconds = registry.get_sample_value("seqserve_ort_run_seconds_sum", labels) or 0.0
-        zero = Duration().view()
-        return {
-            "name": m.name,
-            "version": m.version,
-            "last_inference": stats.last_inference_ms,
-            "inference_count": stats.inference_count,
-            "execution_count": int(runs),
-            "inference_stats": {
-                "success": stats.success.view(),
-                "fail": stats.fail.view(),
-                "queue": zero,
-                "compute_input": zero,
-                "compute_infer": {"count": int(runs), "ns": int(seconds * 1e9)},
-                "compute_output": zero,
-                "cache_hit": zero,
-                "cache_miss": zero,
-            },
-            "response_stats": {},
-            "batch_stats": [],
-            "memory_usage": [],
-        }
-
-
-def book(request: Request) -> StatsBook:
-    """The app's book, made on first use (the app factory stays protocol-agnostic)."""
-    state = request.app.state
-    found: StatsBook | None = getattr(state, "v2_stats", None)
-    if found is None:
-        found = state.v2_stats = StatsBook()
-    return found
+router = APIRouter(tags=["v2"])
 
 
 @router.get("/v2/models/stats", summary="V2 statistics of every model version")
-async def all_stats(request: Request, engine: EngineDep, owner: OwnerDep) -> FastJSON:
-    reg = engine.registry
+async def all_stats(ctx: ContextDep, owner: OwnerDep) -> FastJSON:
+    reg = ctx.engine.registry
     models = [reg.get(name, v) for name in reg.names() for v in reg.versions(name)]
-    registry = engine.metrics.registry
-    return FastJSON({"model_stats": [book(request).view(m, registry) for m in models]})
+    registry = ctx.engine.metrics.registry
+    return FastJSON({"model_stats": [ctx.v2_stats.view(m, registry) for m in models]})
 
 
 @router.get("/v2/models/{model}/stats", summary="V2 statistics of a model's versions")
-async def model_stats(model: str, request: Request, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+async def model_stats(model: str, ctx: ContextDep, owner: OwnerDep) -> FastJSON:
+    engine = ctx.engine
     resolve(engine, model, None)
     models = [engine.registry.get(model, v) for v in engine.registry.versions(model)]
     registry = engine.metrics.registry
-    return FastJSON({"model_stats": [book(request).view(m, registry) for m in models]})
+    return FastJSON({"model_stats": [ctx.v2_stats.view(m, registry) for m in models]})
 
 
 @router.get("/v2/models/{model}/versions/{version}/stats", summary="V2 statistics of a version")
-async def version_stats(
-    model: str, version: str, request: Request, engine: EngineDep, owner: OwnerDep
-) -> FastJSON:
-    loaded = resolve(engine, model, version)
-    view = book(request).view(loaded, engine.metrics.registry)
+async def version_stats(model: str, version: str, ctx: ContextDep, owner: OwnerDep) -> FastJSON:
+    loaded = resolve(ctx.engine, model, version)
+    view = ctx.v2_stats.view(loaded, ctx.engine.metrics.registry)
     return FastJSON({"model_stats": [view]})
