@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.deps import EngineDep, OwnerDep, caller_of
 from seqserve.service.api.v2 import codec, compression, stats
 from seqserve.service.api.v2.errors import V2Route
 from seqserve.service.api.v2.execute import execute
@@ -29,13 +29,15 @@ async def run_infer(
     book = stats.book(request)
     headers = request.headers
     try:
-        body = compression.inflate(
+        body = await compression.inflate_body(
             await request.body(),
             headers.get("content-encoding"),
             engine.settings.limits.max_body_bytes,
         )
         req = codec.parse(body, headers.get(HEADER_LENGTH), name)
-        model, outputs = await execute(engine, owner, model, version, req)
+        model, outputs = await execute(
+            engine, owner, model, version, req, caller_of(request, owner)
+        )
     except SeqServeError:
         book.record(model, False, 0, time.perf_counter_ns() - started)
         raise
