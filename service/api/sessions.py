@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.deps import CallerDep, EngineDep, OwnerDep
 from seqserve.service.api.fastbody import body_schema
 from seqserve.service.api.fastlane import run_step
 from seqserve.service.api.responses import FastJSON
@@ -90,9 +90,9 @@ async def get_session(session_id: str, engine: EngineDep, owner: OwnerDep) -> Fa
 
 @router.post("/{session_id}/forecast", summary="Forecast N steps ahead; the state is unchanged")
 async def forecast(
-    session_id: str, body: ForecastRequest, engine: EngineDep, owner: OwnerDep
+    session_id: str, body: ForecastRequest, engine: EngineDep, owner: OwnerDep, caller: CallerDep
 ) -> FastJSON:
-    values, step = await engine.forecast(session_id, owner, body.horizon)
+    values, step = await engine.forecast(session_id, owner, body.horizon, caller)
     return FastJSON({"forecast": values, "step": step})
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from seqserve.service.api.arrays import steps_array
-from seqserve.service.api.deps import EngineDep, KeyRing, OwnerDep
+from seqserve.service.api.deps import CallerDep, EngineDep, KeyRing, OwnerDep
 from seqserve.service.api.responses import problem
 from seqserve.service.api.schemas import StepRequest
 from seqserve.service.engine import Engine
@@ -121,8 +121,9 @@ async def forecast_stream(
     horizon: Annotated[int, Query(ge=1, description="Steps ahead to forecast.")],
     engine: EngineDep,
     owner: OwnerDep,
+    caller: CallerDep,
 ) -> StreamingResponse:
-    step, rows = await engine.forecast_stream(session_id, owner, horizon)
+    step, rows = await engine.forecast_stream(session_id, owner, horizon, caller)
 
     async def events() -> AsyncIterator[bytes]:
         k = 0
