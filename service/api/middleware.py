@@ -1,7 +1,9 @@
-"""ASGI middleware: request ids, body-size limit, latency metrics and access logs."""
+"""ASGI middleware: request ids, body-size limit and read timeout, latency metrics and access
+logs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -28,16 +30,63 @@ class BodyTooLarge(HTTPException):
         self.limit = limit
 
 
+class BodyTimeout(HTTPException):
+    """Raised from `receive` when a request body stalls (Content-Length larger than what
+    comes, or a client that stopped sending); the connection closes after the 408."""
+
+    def __init__(self, timeout_s: float) -> None:
+        detail = f"the request body sent nothing for {timeout_s:g} s"
+        super().__init__(408, detail, headers={"Connection": "close"})
+
+
+def deadline_receive(receive: Receive, timeout_s: float) -> Receive:
+    """`receive` that raises BodyTimeout when a body chunk takes over `timeout_s` to come;
+    once the body is complete it waits untimed (for the disconnect a stream listens for)."""
+    complete = False
+
+    async def timed() -> Message:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise BodyTimeout(timeout_s) from None
+        complete = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return timed
+
+
+async def send_timeout(send: Send, error: BodyTimeout, request_id: str, path: str) -> int:
+    """The 408 for a stalled body, as a problem (or V2's {"error"}), closing the connection."""
+    body = orjson.dumps(
+        problem(408, "Request timeout", "request-timeout", str(error.detail), instance=path)
+    )
+    media = b"application/problem+json"
+    if path == "/v2" or path.startswith("/v2/"):
+        body, media = orjson.dumps({"error": str(error.detail)}), b"application/json"
+    headers = [(b"content-type", media), (b"content-length", str(len(body)).encode())]
+    headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 408, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return 408
+
+
 def too_large(limit: int) -> dict[str, Any]:
     detail = f"the body exceeds {limit} bytes"
     return problem(413, "Request too large", "too-large", detail, max_body_bytes=limit)
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout_s: float = 30.0
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self._observers: dict[tuple[str, str, int], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,6 +109,7 @@ class RequestContext:
             self._record(scope, status, started, request_id)
             return
         received = 0
+        receive = deadline_receive(receive, self.body_timeout_s)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -87,6 +137,10 @@ class RequestContext:
             if sent_start:
                 raise
             status = await self._too_large(send, request_id, scope.get("path", ""))
+        except BodyTimeout as error:
+            if sent_start:
+                raise
+            status = await send_timeout(send, error, request_id, scope.get("path", ""))
         finally:
             self._record(scope, status, started, request_id)
 

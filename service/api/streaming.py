@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -27,7 +28,8 @@ from starlette.websockets import WebSocketDisconnect
 router = APIRouter(tags=["streaming"])
 
 # Close codes: 1003 a binary frame (send JSON text), 1009 too big (the server's frame limit),
-# 4401 bad API key, 4404 no such session, 4410 the session expired or was deleted meanwhile.
+# 4401 bad API key, 4404 no such session, 4410 the session expired or was deleted meanwhile,
+# 1001 idle for longer than limits.ws_idle_timeout_s.
 _CLOSE = {Unauthorized: 4401, NotFound: 4404, Gone: 4410}
 
 
@@ -58,9 +60,16 @@ def _parse(text: str) -> tuple[StepRequest, Any]:
 
 async def _serve(websocket: WebSocket, engine: Engine, session_id: str, owner: str | None) -> None:
     """One message at a time: read, step, reply. A client that sends faster than the server
-    steps is held back by TCP (the server buffers a bounded number of frames)."""
+    steps is held back by TCP (the server buffers a bounded number of frames). A connection
+    that sends nothing for `limits.ws_idle_timeout_s` is closed: idle sockets cost memory."""
+    idle_s = engine.settings.limits.ws_idle_timeout_s
     while True:
-        message = await websocket.receive()
+        try:
+            async with asyncio.timeout(idle_s):  # cheaper than wait_for: no extra task
+                message = await websocket.receive()
+        except TimeoutError:
+            await websocket.close(1001, f"idle for {idle_s:g} s: reconnect to continue")
+            return
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
