@@ -4,7 +4,8 @@ Neither uvicorn nor httptools bounds a request head: a connection that never fin
 headers is held forever, and a header of any size is buffered. Here a head must arrive within
 `head_timeout_s` (counted from the connection's start for its first request, from the first
 byte for later ones; idle keep-alive time is uvicorn's `timeout_keep_alive`) and within
-`max_head_bytes`, else the connection gets 408 or 431 and is closed.
+`max_head_bytes`, else the connection gets 408 or 431 and is closed: after a short linger
+that discards what the client still sends, so that its reset does not destroy the answer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+LINGER_S = 2.0
 
 
 def _refusal(status: int, reason: str, detail: str) -> bytes:
@@ -36,6 +39,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # until the first request's headers are complete
         self._head_bytes = 0
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -46,6 +50,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:  # lingering: discard
+            return
         was_in_head = self._in_head
         super().data_received(data)
         # a head that began inside this chunk is not counted: it can overrun the bound by
@@ -88,8 +94,13 @@ class GuardedHttpTools(HttpToolsProtocol):
             # an earlier (pipelined) request is still answering: close once it is done
             self.cycle.keep_alive = False
             return
+        self._refused = True
         self.transport.write(response)
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
 
 
 def guarded_protocol(head_timeout_s: float, max_head_bytes: int) -> type[HttpToolsProtocol]:

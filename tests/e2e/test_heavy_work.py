@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.conftest import StartServer
 from tests.e2e.servers import ServerProcess
 
-LONG_HORIZON = 100_000  # seconds of ONNX Runtime work for one forecast
+LONG_HORIZON = 20_000  # seconds of ONNX Runtime work for one forecast
 
 
 def _session(server: ServerProcess) -> str:
@@ -109,9 +109,7 @@ def test_answers_beyond_the_output_cap_are_refused_naming_the_limit(
         assert r.json()["max_output_values"] == 1000
         assert "1000" in r.json()["detail"]
     v2 = {
-        "inputs": [
-            {"name": "x", "datatype": "FP32", "shape": [30, 50, 1], "data": [315.0] * 1500}
-        ]
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [30, 50, 1], "data": [315.0] * 1500}]
     }
     r = httpx.post(f"{server.url}/v2/models/diffed/infer", json=v2)
     assert r.status_code == 400, r.text
