@@ -19,7 +19,7 @@ LONG_HORIZON = 20_000  # seconds of ONNX Runtime work for one forecast
 def _session(server: ServerProcess) -> str:
     sid = str(httpx.post(f"{server.url}/v1/sessions", json={"model": "diffed"}).json()["id"])
     r = httpx.post(f"{server.url}/v1/sessions/{sid}/steps", json={"inputs": [[315.0]]})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, r.text[:300]
     return sid
 
 
@@ -38,7 +38,7 @@ def _start_long_forecast(server: ServerProcess, pool: ThreadPoolExecutor) -> Fut
     for _ in range(2000):  # poll the server's own count of ONNX Runtime calls
         if _ort_calls(server) - before >= 100 or forecast.done():
             break
-    assert not forecast.done(), forecast.result().text
+    assert not forecast.done(), forecast.result().text[:300]
     return forecast
 
 
@@ -82,7 +82,7 @@ def test_heavy_calls_beyond_the_per_client_cap_get_429(busy_server: ServerProces
         assert not forecast.done()
         assert forecast.result().status_code == 200
     for refused in (second, predict):
-        assert refused.status_code == 429, refused.text
+        assert refused.status_code == 429, refused.text[:300]
         assert refused.headers["retry-after"] == "5"
         assert refused.json()["max_heavy_per_client"] == 1
     # the slot is free again once the forecast is done
@@ -96,7 +96,7 @@ def test_answers_beyond_the_output_cap_are_refused_naming_the_limit(
     server = start_server(SEQSERVE_LIMITS__MAX_OUTPUT_VALUES="1000")
     sequences = [[[315.0 + t] for t in range(50)] for _ in range(10)]  # 500 outputs
     ok = httpx.post(f"{server.url}/v1/models/diffed/predict", json={"inputs": sequences})
-    assert ok.status_code == 200, ok.text
+    assert ok.status_code == 200, ok.text[:300]
     calls = [
         ("/v1/models/diffed/predict", {"inputs": sequences, "horizon": 100}),  # 500 + 1000
         ("/v1/models/diffed/predict", {"inputs": sequences * 3}),  # 1500
@@ -104,7 +104,7 @@ def test_answers_beyond_the_output_cap_are_refused_naming_the_limit(
     ]
     for path, body in calls:
         r = httpx.post(server.url + path, json=body)
-        assert r.status_code == 422, r.text
+        assert r.status_code == 422, r.text[:300]
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["max_output_values"] == 1000
         assert "1000" in r.json()["detail"]
@@ -112,7 +112,7 @@ def test_answers_beyond_the_output_cap_are_refused_naming_the_limit(
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [30, 50, 1], "data": [315.0] * 1500}]
     }
     r = httpx.post(f"{server.url}/v2/models/diffed/infer", json=v2)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     assert "1000" in r.json()["error"]
 
 
@@ -132,10 +132,10 @@ def test_a_body_of_many_gzip_members_is_refused_and_health_answers(
         )
         assert httpx.get(f"{server.url}/healthz", timeout=20).status_code == 200
         r = infer.result()
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400, r.text[:300]
     assert "members" in r.json()["error"]
     # one member (what tritonclient sends) still works
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2, 1], "data": [1, 2]}]}
     one = gzip.compress(json.dumps(body).encode())
     r = httpx.post(f"{server.url}/v2/models/diffed/infer", content=one, headers=headers)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, r.text[:300]
