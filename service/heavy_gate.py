@@ -49,9 +49,6 @@ class HeavyGate:
         finally:
             slot.release()
 
-    def in_flight(self, caller: str) -> int:
-        return self._running.get(caller, 0)
-
     def _leave(self, caller: str) -> None:
         left = self._running[caller] - 1
         if left:
