@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 from seqserve.service import logs, settings_errors
 from seqserve.service.app import begin_drain, create_app
+from seqserve.service.connections import guarded_protocol
 from seqserve.service.drain import DrainingServer
 from seqserve.service.settings import Settings
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_json)
     app = create_app(settings)
+    limits = settings.limits
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -28,9 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,  # seqserve.access logs each request with its request id
         log_config=None,  # keep the handlers logs.configure installed
         loop="uvloop",
-        http="httptools",
-        ws_max_size=settings.limits.max_body_bytes,  # a bigger frame closes with 1009
+        # httptools, with a deadline and a size bound on request heads
+        http=guarded_protocol(limits.head_timeout_s, limits.max_head_bytes),
+        ws_max_size=limits.max_body_bytes,  # a bigger frame closes with 1009
         ws_max_queue=8,  # frames buffered per connection before TCP pushes back
+        ws_ping_interval=limits.ws_ping_interval_s,  # a peer gone silently is closed
+        ws_ping_timeout=limits.ws_ping_interval_s,
+        limit_concurrency=limits.max_connections,  # beyond it: 503 and the connection closes
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
     server = DrainingServer(config, lambda: begin_drain(app), settings.drain_delay_s)

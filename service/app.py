@@ -105,6 +105,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             allow_headers=["*"],
         )
     app.add_middleware(
-        RequestContext, metrics=metrics, max_body_bytes=settings.limits.max_body_bytes
+        RequestContext,
+        metrics=metrics,
+        max_body_bytes=settings.limits.max_body_bytes,
+        body_timeout_s=settings.limits.body_timeout_s,
     )
     return app

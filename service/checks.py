@@ -63,6 +63,17 @@ def check_forecast(model: LoadedModel, horizon: int, limit: int) -> None:
         raise BadInput(f"horizon must be in [1, {limit}]", max_horizon=limit)
 
 
+def check_output_size(limits: LimitSettings, values: int) -> None:
+    """An answer of `values` numbers must stay within `limits.max_output_values`."""
+    if values > limits.max_output_values:
+        raise BadInput(
+            f"the answer would hold {values} values, more than the limit of "
+            f"{limits.max_output_values} (batch x steps x outputs): ask for fewer sequences, "
+            "steps or a shorter horizon",
+            max_output_values=limits.max_output_values,
+        )
+
+
 def check_carry(model: LoadedModel, rows: StateRows) -> None:
     """An imported state's last input/output must be values the model can take."""
     limit = model.transform.max_abs

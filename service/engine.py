@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -16,6 +17,7 @@ from seqserve.service.batching.batcher import StepBatcher, StepJob, StepResult
 from seqserve.service.checks import (
     check_carry,
     check_forecast,
+    check_output_size,
     check_step_room,
     check_steps,
     session_ttls,
@@ -28,8 +30,9 @@ from seqserve.service.errors import (
     StepConflict,
     Unavailable,
 )
+from seqserve.service.heavy_gate import HeavyGate
 from seqserve.service.metrics import Metrics
-from seqserve.service.runtime.compute import forecast_step, rollout
+from seqserve.service.runtime.compute import roll, rollout
 from seqserve.service.runtime.layout import StateRows
 from seqserve.service.runtime.registry import LoadedModel, Registry
 from seqserve.service.session_locks import SessionLocks
@@ -41,6 +44,7 @@ Array = np.ndarray
 T = TypeVar("T")
 
 MAX_WAITERS_PER_SESSION = 16
+STREAM_CHUNK = 64  # forecast-stream steps per thread hop: few hops, quick to stop
 
 
 def _digest(raw: Array) -> bytes:
@@ -56,7 +60,13 @@ class Engine:
         self.store = store
         self.metrics = metrics
         self.draining = False  # set on SIGTERM: new sessions go to other replicas
+        # steps and heavy work (forecasts, stateless predicts) run in separate pools: a step
+        # never queues behind a long forecast
         self._pool = ThreadPoolExecutor(settings.ort_pool_size, thread_name_prefix="ort")
+        self._heavy_pool = ThreadPoolExecutor(
+            settings.ort_heavy_pool_size, thread_name_prefix="ort-heavy"
+        )
+        self._heavy = HeavyGate(settings.limits.max_heavy_per_client, settings.limits.retry_after_s)
         self._locks = SessionLocks(MAX_WAITERS_PER_SESSION, settings.limits.retry_after_s)
         self._batchers: dict[tuple[str, str], StepBatcher] = {}
         for model in registry.all():
@@ -66,6 +76,7 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._heavy_pool.shutdown(wait=True)
 
     async def stop_batching(self) -> None:
         for batcher in self._batchers.values():
@@ -90,6 +101,10 @@ class Engine:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+
+    async def _run_heavy(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._heavy_pool, partial(fn, *args))
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -215,26 +230,40 @@ class Engine:
             expected_step=expected,
         )
 
-    async def forecast(self, session_id: str, owner: str | None, horizon: int) -> tuple[Array, int]:
-        """[horizon, O] predictions from the session's state, and its (unchanged) step."""
+    async def forecast(
+        self, session_id: str, owner: str | None, horizon: int, caller: str | None = None
+    ) -> tuple[Array, int]:
+        """[horizon, O] predictions from the session's state, and its (unchanged) step.
+        `caller` (else the owner) is who the per-client cap on heavy calls counts."""
         model, state, step = await self._forecast_start(session_id, owner, horizon)
-        return (await self._run(rollout, model, state, horizon))[0], step
+        with self._heavy.hold(caller or owner or ""):
+            return (await self._run_heavy(rollout, model, state, horizon))[0], step
 
     async def forecast_stream(
-        self, session_id: str, owner: str | None, horizon: int
+        self, session_id: str, owner: str | None, horizon: int, caller: str | None = None
     ) -> tuple[int, AsyncIterator[Array]]:
-        """Validate now, then compute the forecast one step at a time as it is consumed:
-        a consumer that stops (a client that went away) stops the computation."""
+        """Validate now, then compute the forecast a chunk of steps at a time as it is
+        consumed: a consumer that stops (a client that went away) stops the computation."""
         model, state, step = await self._forecast_start(session_id, owner, horizon)
+        slot = self._heavy.enter(caller or owner or "")
 
         async def rows() -> AsyncIterator[Array]:
-            current = state
-            yield current.last_y[0]
-            for _ in range(1, horizon):
-                current = await self._run(forecast_step, model, current)
+            try:
+                current = state
                 yield current.last_y[0]
+                done = 1
+                while done < horizon:
+                    n = min(STREAM_CHUNK, horizon - done)
+                    block, current = await self._run_heavy(roll, model, current, n)
+                    for row in block[0]:
+                        yield row
+                    done += n
+            finally:
+                slot.release()
 
-        return step, rows()
+        stream = rows()
+        weakref.finalize(stream, slot.release)  # a stream never iterated frees its slot too
+        return step, stream
 
     async def _forecast_start(
         self, session_id: str, owner: str | None, horizon: int
@@ -242,6 +271,7 @@ class Engine:
         session = await self.get_session(session_id, owner)
         model = self.registry.get(session.model, session.version)
         check_forecast(model, horizon, self.settings.limits.max_horizon)
+        check_output_size(self.settings.limits, horizon * model.manifest.n_outputs)
         if session.step == 0:
             raise Conflict(
                 "the session has no input yet: step it at least once before forecasting",
@@ -294,15 +324,29 @@ class Engine:
     # -- stateless ---------------------------------------------------------------------------
 
     async def predict(
-        self, name: str, version: str | None, sequences: list[Array], horizon: int | None
+        self,
+        name: str,
+        version: str | None,
+        sequences: list[Array],
+        horizon: int | None,
+        caller: str = "",
     ) -> tuple[list[Array], list[Array] | None]:
         """Whole sequences [T_i, F] from zero state -> outputs [T_i, O] (+ forecasts)."""
         model = self.registry.get(name, version)
-        return await stateless.predict(self._run, model, self.settings.limits, sequences, horizon)
+        limits = self.settings.limits
+        with self._heavy.hold(caller):
+            return await stateless.predict(self._run_heavy, model, limits, sequences, horizon)
 
     async def run_batch(
-        self, name: str, version: str | None, raw: Array, state: list[Array] | None = None
+        self,
+        name: str,
+        version: str | None,
+        raw: Array,
+        state: list[Array] | None = None,
+        caller: str = "",
     ) -> tuple[Array, list[Array]]:
         """Stateless [B, T, F] from zero or the given state tensors ([B, L, H] each)."""
         model = self.registry.get(name, version)
-        return await stateless.run_batch(self._run, model, self.settings.limits, raw, state)
+        limits = self.settings.limits
+        with self._heavy.hold(caller):
+            return await stateless.run_batch(self._run_heavy, model, limits, raw, state)

@@ -51,6 +51,10 @@ class Gone(SeqServeError):
     status, title, slug = 410, "Session gone", "session-gone"
 
 
+class RequestTimeout(SeqServeError):
+    status, title, slug = 408, "Request timeout", "request-timeout"
+
+
 class TooLarge(SeqServeError):
     status, title, slug = 413, "Request too large", "too-large"
 

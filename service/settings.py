@@ -52,6 +52,28 @@ class LimitSettings(BaseModel):
     """Largest forecast horizon."""
     retry_after_s: int = Field(5, ge=1)
     """Retry-After value sent with 429 and 503 answers."""
+    max_output_values: int = Field(1_000_000, ge=1)
+    """Most output values one answer may hold: batch x horizon x outputs for a forecast,
+    batch x (T + horizon) x outputs for a predict (422 beyond it)."""
+    max_heavy_per_client: int = Field(4, ge=1)
+    """Forecasts, forecast streams and stateless predicts one API key (or, with keys off, one
+    client address) may run at once; beyond it 429 with Retry-After."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """A request body that sends nothing for this long answers 408 and its connection closes."""
+    head_timeout_s: float = Field(10.0, gt=0)
+    """A request line and headers not complete this long after they begin (or after the
+    connection opens) answer 408 and the connection closes."""
+    max_head_bytes: int = Field(64 << 10, ge=4096)
+    """Largest request line plus headers (431 and the connection closes beyond it)."""
+    max_connections: int = Field(10_000, ge=1)
+    """Open connections and in-flight requests (each) beyond which requests answer 503 and
+    their connection closes (uvicorn's limit_concurrency)."""
+    keep_alive_s: float = Field(5.0, gt=0)
+    """An idle keep-alive HTTP connection closes after this long."""
+    ws_idle_timeout_s: float = Field(300.0, gt=0)
+    """A WebSocket that sends no message for this long is closed (code 1001)."""
+    ws_ping_interval_s: float = Field(20.0, gt=0)
+    """WebSocket ping interval; a peer that does not answer within the same time is closed."""
 
 
 class BatchSettings(BaseModel):
@@ -101,7 +123,10 @@ class Settings(BaseSettings):
     ort_threads: int = Field(1, ge=1)
     """Intra-op threads per ONNX Runtime session."""
     ort_pool_size: int = Field(2, ge=1)
-    """Threads running ONNX Runtime calls (never the event loop)."""
+    """Threads running session steps' ONNX Runtime calls (never the event loop)."""
+    ort_heavy_pool_size: int = Field(2, ge=1)
+    """Threads running forecasts and stateless predicts: apart from the step threads, so that
+    heavy work never delays a step."""
     sessions: SessionSettings = SessionSettings()
     """Session lifetimes."""
     limits: LimitSettings = LimitSettings()

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 from seqserve.service.batching.assemble import group_by_length
-from seqserve.service.checks import check_batch, check_forecast, check_steps
+from seqserve.service.checks import (
+    check_batch,
+    check_forecast,
+    check_output_size,
+    check_steps,
+)
 from seqserve.service.errors import BadInput
 from seqserve.service.runtime.compute import advance, rollout
 from seqserve.service.runtime.registry import LoadedModel
@@ -31,6 +36,8 @@ async def predict(
         check_steps(model, seq, limits.max_predict_steps)
     if horizon is not None:
         check_forecast(model, horizon, limits.max_horizon)
+    steps = sum(s.shape[0] for s in sequences) + len(sequences) * (horizon or 0)
+    check_output_size(limits, steps * model.manifest.n_outputs)
     outputs: list[Array] = [np.empty(0)] * len(sequences)
     forecasts: list[Array] = [np.empty(0)] * len(sequences)
     for idx in group_by_length([s.shape[0] for s in sequences]).values():
@@ -59,6 +66,7 @@ async def run_batch(
     check_batch(limits, raw.shape[0], raw.shape[0] * raw.shape[1])
     for seq in raw:
         check_steps(model, seq, limits.max_predict_steps)
+    check_output_size(limits, raw.shape[0] * raw.shape[1] * model.manifest.n_outputs)
     rows = model.layout.zeros(raw.shape[0])
     if state is not None:
         shapes = [list(t.shape) for t in rows.tensors]

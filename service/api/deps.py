@@ -25,3 +25,17 @@ async def _owner(request: Request) -> str | None:
 ContextDep = Annotated[AppContext, Depends(_context)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 OwnerDep = Annotated[str | None, Depends(_owner)]
+
+
+def caller_of(request: Request, owner: str | None) -> str:
+    """Whom per-client caps count: the API key's owner id, else the client's address."""
+    if owner is not None:
+        return owner
+    return f"addr:{request.client.host}" if request.client else "addr:?"
+
+
+async def _caller(request: Request, owner: OwnerDep) -> str:
+    return caller_of(request, owner)
+
+
+CallerDep = Annotated[str, Depends(_caller)]

@@ -1,7 +1,9 @@
-"""ASGI middleware: request ids, body-size limit, latency metrics and access logs."""
+"""ASGI middleware: request ids, body-size limit and read timeout, latency metrics and access
+logs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -10,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seqserve.service.api.protocol import render_error
-from seqserve.service.errors import TooLarge
+from seqserve.service.errors import RequestTimeout, SeqServeError, TooLarge
 from seqserve.service.metrics import Metrics
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,11 +36,48 @@ class BodyTooLarge(HTTPException):
         return error
 
 
+class BodyTimeout(HTTPException):
+    """Raised from `receive` when a request body stalls (Content-Length larger than what
+    comes, or a client that stopped sending); the connection closes after the 408."""
+
+    def __init__(self, timeout_s: float) -> None:
+        detail = f"the request body sent nothing for {timeout_s:g} s"
+        super().__init__(408, detail, headers={"Connection": "close"})
+
+    def error(self) -> RequestTimeout:
+        error = RequestTimeout(str(self.detail))
+        error.headers["Connection"] = "close"
+        return error
+
+
+def deadline_receive(receive: Receive, timeout_s: float) -> Receive:
+    """`receive` that raises BodyTimeout when a body chunk takes over `timeout_s` to come;
+    once the body is complete it waits untimed (for the disconnect a stream listens for)."""
+    complete = False
+
+    async def timed() -> Message:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise BodyTimeout(timeout_s) from None
+        complete = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return timed
+
+
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout_s: float = 30.0
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self._observers: dict[tuple[str, str, int], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,11 +95,13 @@ class RequestContext:
         status = 500
         sent_start = False
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_body:
-            status = await self._too_large(scope, receive, send, request_id)
+        if length.isdigit() and (len(length) > 18 or int(length) > self.max_body):
+            too_large = BodyTooLarge(self.max_body).error()
+            status = await self._render(scope, receive, send, request_id, too_large)
             self._record(scope, status, started, request_id)
             return
         received = 0
+        receive = deadline_receive(receive, self.body_timeout_s)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -84,18 +125,24 @@ class RequestContext:
 
         try:
             await self.app(scope, limited_receive, tagged_send)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if sent_start:
                 raise
-            status = await self._too_large(scope, limited_receive, send, request_id)
+            status = await self._render(scope, limited_receive, send, request_id, exc.error())
+        except BodyTimeout as timeout:
+            if sent_start:
+                raise
+            status = await self._render(scope, limited_receive, send, request_id, timeout.error())
         finally:
             self._record(scope, status, started, request_id)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
-        response = render_error(BodyTooLarge(self.max_body).error(), scope.get("path", ""))
+    async def _render(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, error: SeqServeError
+    ) -> int:
+        response = render_error(error, scope.get("path", ""))
         response.headers["x-request-id"] = request_id
         await response(scope, receive, send)
-        return 413
+        return error.status
 
     def _record(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from seqserve.service.api.arrays import steps_array
-from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.deps import CallerDep, EngineDep, OwnerDep
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.schemas import PredictRequest
 from seqserve.service.runtime.registry import LoadedModel
@@ -54,9 +54,11 @@ async def get_model(
 
 
 @router.post("/{model}/predict", summary="Stateless predict over whole sequences")
-async def predict(model: str, body: PredictRequest, engine: EngineDep, owner: OwnerDep) -> FastJSON:
+async def predict(
+    model: str, body: PredictRequest, engine: EngineDep, owner: OwnerDep, caller: CallerDep
+) -> FastJSON:
     sequences = [steps_array(seq, f"inputs[{i}]") for i, seq in enumerate(body.inputs)]
-    outputs, forecast = await engine.predict(model, body.version, sequences, body.horizon)
+    outputs, forecast = await engine.predict(model, body.version, sequences, body.horizon, caller)
     if not body.return_sequences:
         outputs = [out[-1:] for out in outputs]
     loaded = engine.registry.get(model, body.version)

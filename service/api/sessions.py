@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Query
 from seqserve.service.api.arrays import steps_array
 from seqserve.service.api.context import app_context
-from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.deps import CallerDep, EngineDep, OwnerDep
 from seqserve.service.api.fastbody import body_schema, parse_body, read_body, require_json
 from seqserve.service.api.keys import presented_key
 from seqserve.service.api.responses import FastJSON, problem_response
@@ -115,9 +115,9 @@ async def get_session(session_id: str, engine: EngineDep, owner: OwnerDep) -> Fa
 
 @router.post("/{session_id}/forecast", summary="Forecast N steps ahead; the state is unchanged")
 async def forecast(
-    session_id: str, body: ForecastRequest, engine: EngineDep, owner: OwnerDep
+    session_id: str, body: ForecastRequest, engine: EngineDep, owner: OwnerDep, caller: CallerDep
 ) -> FastJSON:
-    values, step = await engine.forecast(session_id, owner, body.horizon)
+    values, step = await engine.forecast(session_id, owner, body.horizon, caller)
     return FastJSON({"forecast": values, "step": step})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from seqserve.service.api.arrays import steps_array
 from seqserve.service.api.context import app_context
-from seqserve.service.api.deps import EngineDep, OwnerDep
+from seqserve.service.api.deps import CallerDep, EngineDep, OwnerDep
 from seqserve.service.api.keys import presented_key
 from seqserve.service.api.responses import problem_body
 from seqserve.service.api.schemas import StepRequest, StreamMessage
@@ -29,7 +30,8 @@ from starlette.websockets import WebSocketDisconnect
 router = APIRouter(tags=["streaming"])
 
 # Close codes: 1003 a binary frame (send JSON text), 1009 too big (the server's frame limit),
-# 4401 bad API key, 4404 no such session, 4410 the session expired or was deleted meanwhile.
+# 4401 bad API key, 4404 no such session, 4410 the session expired or was deleted meanwhile,
+# 1001 idle for longer than limits.ws_idle_timeout_s.
 _CLOSE = {Unauthorized: 4401, NotFound: 4404, Gone: 4410}
 
 
@@ -55,9 +57,16 @@ def _parse(text: str) -> tuple[StepRequest, Any]:
 
 async def _serve(websocket: WebSocket, engine: Engine, session_id: str, owner: str | None) -> None:
     """One message at a time: read, step, reply. A client that sends faster than the server
-    steps is held back by TCP (the server buffers a bounded number of frames)."""
+    steps is held back by TCP (the server buffers a bounded number of frames). A connection
+    that sends nothing for `limits.ws_idle_timeout_s` is closed: idle sockets cost memory."""
+    idle_s = engine.settings.limits.ws_idle_timeout_s
     while True:
-        message = await websocket.receive()
+        try:
+            async with asyncio.timeout(idle_s):  # cheaper than wait_for: no extra task
+                message = await websocket.receive()
+        except TimeoutError:
+            await websocket.close(1001, f"idle for {idle_s:g} s: reconnect to continue")
+            return
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
@@ -118,8 +127,9 @@ async def forecast_stream(
     horizon: Annotated[int, Query(ge=1, description="Steps ahead to forecast.")],
     engine: EngineDep,
     owner: OwnerDep,
+    caller: CallerDep,
 ) -> StreamingResponse:
-    step, rows = await engine.forecast_stream(session_id, owner, horizon)
+    step, rows = await engine.forecast_stream(session_id, owner, horizon, caller)
 
     async def events() -> AsyncIterator[bytes]:
         k = 0

@@ -30,10 +30,18 @@ def rollout(model: LoadedModel, state: StateRows, horizon: int) -> Array:
     batch = state.last_y.shape[0]
     forecast = np.empty((batch, horizon, state.last_y.shape[1]), np.float64)
     forecast[:, 0] = state.last_y
-    for k in range(1, horizon):
-        state = forecast_step(model, state)
-        forecast[:, k] = state.last_y
+    forecast[:, 1:] = roll(model, state, horizon - 1)[0]
     return forecast
+
+
+def roll(model: LoadedModel, state: StateRows, steps: int) -> tuple[Array, StateRows]:
+    """The next `steps` predictions [B, steps, O] after the state's last output, and the
+    state after them (a forecast stream continues from it)."""
+    out = np.empty((state.last_y.shape[0], steps, state.last_y.shape[1]), np.float64)
+    for k in range(steps):
+        state = forecast_step(model, state)
+        out[:, k] = state.last_y
+    return out, state
 
 
 def forecast_step(model: LoadedModel, state: StateRows) -> StateRows:

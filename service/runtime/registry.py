@@ -43,7 +43,7 @@ class Registry:
         models: dict[str, dict[str, LoadedModel]] = {}
         for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-                if not version_dir.name.isdigit():
+                if not (version_dir.name.isascii() and version_dir.name.isdigit()):
                     continue
                 models.setdefault(model_dir.name, {})[version_dir.name] = LoadedModel.load(
                     version_dir, threads

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from seqserve.service.api.context import app_context
 from seqserve.service.batching.batcher import StepResult
 from seqserve.service.errors import BadInput, Gone, NotFound
 
@@ -47,7 +48,7 @@ def test_an_import_past_the_json_safe_step_is_422_and_creates_nothing(
     client: TestClient, value: int
 ) -> None:
     doc = _doc(client)
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     before = engine.store.stats()
     r = client.post("/v1/sessions", json={"state": _with_step(doc, value)})
     assert r.status_code == 422, r.text
@@ -62,7 +63,7 @@ def test_steps_at_the_json_safe_edge_commit_their_batch_mate_exactly_once(
     make_client: MakeClient, repo: Path
 ) -> None:
     client = make_client(batching={**WIDE_BATCHES, "max_batch_size": 2})
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     doc = _doc(client)
 
     def imported(value: int) -> str:
@@ -119,7 +120,7 @@ def test_delete_waits_for_a_queued_step_and_versions_never_share_a_batch(
     make_client: MakeClient, twins: Path
 ) -> None:
     client = make_client(twins, batching=WIDE_BATCHES)
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
     raw_x = np.array([[0.25]])
 
     async def scenario() -> tuple[Any, str]:

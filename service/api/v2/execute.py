@@ -40,9 +40,15 @@ def _values(tensor: Tensor, model: str, shape: list[int]) -> Array:
 
 
 async def execute(
-    engine: Engine, owner: str | None, model: LoadedModel, pinned: str | None, req: InferRequest
+    engine: Engine,
+    owner: str | None,
+    model: LoadedModel,
+    pinned: str | None,
+    req: InferRequest,
+    caller: str = "",
 ) -> tuple[LoadedModel, list[Output]]:
-    """Run the request; the model version it ran on and its outputs, as asked for."""
+    """Run the request; the model version it ran on and its outputs, as asked for.
+    `caller` is whom the per-client cap on stateless (heavy) runs counts."""
     name = model.manifest.name
     seq = sequences.parse(req.parameters, name)
     sid = ""
@@ -89,7 +95,7 @@ async def execute(
                     _values(given[n], name, s).astype(np.float32).transpose(1, 0, 2)
                     for n, s in zip(states, shapes, strict=True)
                 ]
-        y, final = await engine.run_batch(name, model.manifest.version, raw, state)
+        y, final = await engine.run_batch(name, model.manifest.version, raw, state, caller)
         produced[sig.data_output.name] = y
         for pair, tensor in zip(sig.state, final, strict=True):
             produced[pair.output] = tensor.transpose(1, 0, 2)

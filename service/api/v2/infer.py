@@ -12,6 +12,7 @@ import time
 
 from fastapi import APIRouter
 from seqserve.service.api.context import AppContext, app_context
+from seqserve.service.api.deps import caller_of
 from seqserve.service.api.keys import presented_key
 from seqserve.service.api.v2 import codec, compression
 from seqserve.service.api.v2.errors import error_response
@@ -50,13 +51,15 @@ async def _run(
     model = resolve(engine, name, version)
     headers = request.headers
     try:
-        body = compression.inflate(
+        body = await compression.inflate_body(
             await request.body(),
             headers.get("content-encoding"),
             engine.settings.limits.max_body_bytes,
         )
         req = codec.parse(body, headers.get(HEADER_LENGTH), name)
-        model, outputs = await execute(engine, owner, model, version, req)
+        model, outputs = await execute(
+            engine, owner, model, version, req, caller_of(request, owner)
+        )
     except SeqServeError:
         ctx.v2_stats.record(model, False, 0, time.perf_counter_ns() - started)
         raise
