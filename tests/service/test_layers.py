@@ -25,12 +25,15 @@ ALLOWED: dict[str, set[str]] = {
     "state": {"errors", "runtime", "settings", "metrics"},
     "batching": {"errors", "runtime", "state"},
     "session_locks": {"errors"},
+    "heavy_gate": {"errors"},
+    "connections": set(),
     "checks": {"errors", "runtime", "settings"},
     "stateless": {"errors", "runtime", "settings", "batching", "checks"},
-    "engine": LEAVES | {"runtime", "state", "batching", "checks", "stateless", "session_locks"},
+    "engine": LEAVES
+    | {"runtime", "state", "batching", "checks", "stateless", "session_locks", "heavy_gate"},
     "api": LEAVES | {"runtime", "state", "engine"},
     "app": LEAVES | {"runtime", "state", "engine", "api"},
-    "__main__": {"app", "drain", "settings", "settings_errors", "logs"},
+    "__main__": {"app", "connections", "drain", "settings", "settings_errors", "logs"},
 }
 
 
