@@ -7,8 +7,6 @@ import pytest
 
 from tests.e2e.servers import ServerProcess
 
-pytestmark = pytest.mark.e2e
-
 StartServer = Callable[..., ServerProcess]
 
 
