@@ -20,10 +20,11 @@ RUN python -m venv /opt/seqserve
 WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
+# The runtime ones plus the `redis` extra (the image serves state_store=redis too).
 # Wheels only: nothing is compiled, so the build needs no compiler either.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis']))" > /tmp/requirements.txt \
  && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: -r /tmp/requirements.txt
 
 # Then the project itself (seqserve/ with the CLI, service/ with the bundled model repository, model/).

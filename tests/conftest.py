@@ -1,4 +1,4 @@
-"""Shared fixtures: a model repository of real exported models, apps and live servers."""
+"""Shared fixtures (a repository of real ONNX models, built without torch) and folder markers."""
 
 from __future__ import annotations
 
@@ -8,21 +8,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from seqserve.service.runtime.manifest import Feature, Output
 
-SHIPPED = Path(__file__).parents[1] / "service" / "model_repository"
+from tests.onnx_models import random_model
+
+TESTS = Path(__file__).parent
+SHIPPED = TESTS.parent / "service" / "model_repository"
 IN_CI = bool(os.environ.get("CI"))
+FOLDER_MARKERS = ("model", "service", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: it must see these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by its folder: tests/model -> model, tests/service -> service, ...
+    (a `pytestmark` in a conftest.py marks nothing, so this is how folders get markers)."""
+    for item in items:
+        if item.path.is_relative_to(TESTS):
+            folder = item.path.relative_to(TESTS).parts[0]
+            if folder in FOLDER_MARKERS:
+                item.add_marker(folder)
 
 
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """co2-like differenced models (v1, v2), a 2-layer 3-feature LSTM and a GRU."""
-    from seqserve.model.export import export_random_model
-    from seqserve.service.runtime.manifest import Feature, Output
-
     root = tmp_path_factory.mktemp("repo")
     co2 = [Feature(name="co2", unit="ppm", difference=True, mean=0.03, std=0.5)]
     for version, seed in (("1", 1), ("2", 2)):
-        export_random_model(
+        random_model(
             root,
             name="diffed",
             version=version,
@@ -31,7 +44,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             features=co2,
             outputs=[Output(name="co2_next", feature=0)],
         )
-    export_random_model(
+    random_model(
         root,
         name="multi",
         n_features=3,
@@ -40,7 +53,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         seed=3,
         features=[Feature(name=f"s{k}", mean=k, std=1 + k) for k in range(3)],
     )
-    export_random_model(root, name="gru", cell="gru", n_features=2, n_outputs=1, seed=4)
+    random_model(root, name="gru", cell="gru", n_features=2, n_outputs=1, seed=4)
     return root
 
 

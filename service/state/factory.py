@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqserve.service.metrics import Metrics
 from seqserve.service.settings import Settings
 from seqserve.service.state.memory import MemoryStateStore
-from seqserve.service.state.redis_store import RedisStateStore
 from seqserve.service.state.store import StateStore
+
+if TYPE_CHECKING:
+    from seqserve.service.state.redis_store import RedisStateStore
+
+REDIS_EXTRA = 'state_store=redis needs the Redis client: pip install "seqserve[redis]"'
+
+
+class MissingExtra(RuntimeError):
+    """The settings ask for a part whose optional dependencies are not installed."""
+
+
+def _redis_store_class() -> type[RedisStateStore]:
+    # Imported only when asked for: the redis client is the optional `redis` extra.
+    try:
+        from seqserve.service.state.redis_store import RedisStateStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "redis" and not (exc.name or "").startswith("redis."):
+            raise
+        raise MissingExtra(REDIS_EXTRA) from exc
+    return RedisStateStore
 
 
 def open_store(settings: Settings, metrics: Metrics) -> StateStore:
@@ -26,7 +45,7 @@ def open_store(settings: Settings, metrics: Metrics) -> StateStore:
     if settings.state_store == "redis":
         assert settings.redis_url is not None  # the settings validator guarantees it
         url = settings.redis_url.get_secret_value()
-        store = RedisStateStore(url, settings.redis_prefix, **common)
+        store = _redis_store_class()(url, settings.redis_prefix, **common)
     else:
         store = MemoryStateStore(**common)
     metrics.watch_store(store.stats)

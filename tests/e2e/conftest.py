@@ -7,8 +7,6 @@ import pytest
 
 from scripts.launch import ServerProcess
 
-pytestmark = pytest.mark.e2e
-
 StartServer = Callable[..., ServerProcess]
 
 

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 
 SHIPPED_DIR = Path(__file__).parents[2] / "service" / "model_repository" / "co2" / "1"
+
+# What `pip install -e ".[train]"` brings that these tests import (lazily, so they collect).
+TRAIN_MODULES = ("torch", "statsmodels", "matplotlib", "tqdm")
+
+
+@pytest.fixture(scope="session", autouse=True)  # session: before random_repo needs torch
+def _train_extra() -> None:
+    """Without the train extra, skip locally (service work needs no torch); fail in CI."""
+    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        message = f"the model tests need the train extra ({', '.join(missing)} missing): "
+        message += 'pip install -e ".[dev,train]"'
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
 
 # name -> export_random_model arguments: one- and two-layer LSTMs and a two-layer GRU.
 RANDOM_MODELS = {

@@ -10,8 +10,6 @@ from fastapi.testclient import TestClient
 from seqserve.service.app import create_app
 from seqserve.service.settings import Settings
 
-pytestmark = pytest.mark.service
-
 MakeClient = Callable[..., TestClient]
 
 

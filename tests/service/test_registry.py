@@ -65,6 +65,7 @@ def test_invalid_manifest_is_refused(repo_copy: Path) -> None:
         Registry.scan(repo_copy)
 
 
+@pytest.mark.e2e  # runs the real server process (which must refuse to start)
 def test_bad_model_stops_the_server_with_a_message(repo_copy: Path) -> None:
     onnx = repo_copy / "gru" / "1" / "model.onnx"
     onnx.write_bytes(b"not onnx")
@@ -80,6 +81,7 @@ def test_bad_model_stops_the_server_with_a_message(repo_copy: Path) -> None:
     assert "disagrees with the manifest" in proc.stderr
 
 
+@pytest.mark.e2e  # runs the real server process (which must refuse to start)
 def test_bad_settings_stop_the_server_with_a_message(tmp_path: Path) -> None:
     env = {"SEQSERVE_MODEL_REPOSITORY": str(tmp_path / "missing"), "PATH": ""}
     proc = subprocess.run(

@@ -17,6 +17,7 @@ from seqserve.service.api.context import app_context
 from seqserve.service.batching.batcher import StepResult
 from seqserve.service.errors import BadInput, Gone, NotFound
 
+from tests.onnx_models import random_model
 from tests.service.conftest import MakeClient, new_session, step
 from tests.service.expected import Expected
 
@@ -108,11 +109,10 @@ def test_steps_at_the_json_safe_edge_commit_their_batch_mate_exactly_once(
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Versions 1 and 2 of one model with different state sizes."""
-    from seqserve.model.export import export_random_model
 
     root = tmp_path_factory.mktemp("twins")
-    export_random_model(root, name="twin", version="1", hidden_size=4, seed=5)
-    export_random_model(root, name="twin", version="2", hidden_size=12, num_layers=2, seed=6)
+    random_model(root, name="twin", version="1", hidden_size=4, seed=5)
+    random_model(root, name="twin", version="2", hidden_size=12, num_layers=2, seed=6)
     return root
 
 
