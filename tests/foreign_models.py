@@ -157,3 +157,23 @@ def weights(path: Path) -> dict[str, np.ndarray]:
     """Every initializer of an ONNX file, by name (float64 for the NumPy equations)."""
     model = onnx.load(str(path))
     return {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+
+
+def numpy_lstm(
+    w: dict[str, np.ndarray], x: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stacked LSTM + linear head of `build(op="LSTM")`, from the cell equations in float64
+    (ONNX gate order i, o, f, c): x [B, T, F], h and c [L, B, H] -> (y [B, T, O], h, c)."""
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h, c, seq = h.astype(np.float64).copy(), c.astype(np.float64).copy(), x.astype(np.float64)
+    for li in range(h.shape[0]):
+        wx, wr, bias = w[f"W{li}"][0], w[f"R{li}"][0], w[f"B{li}"][0]
+        b = bias[: wx.shape[0]] + bias[wx.shape[0] :]
+        out = []
+        for t in range(seq.shape[1]):
+            i, o, f, g = np.split(seq[:, t] @ wx.T + h[li] @ wr.T + b, 4, axis=-1)
+            c[li] = sig(f) * c[li] + sig(i) * np.tanh(g)
+            h[li] = sig(o) * np.tanh(c[li])
+            out.append(h[li].copy())
+        seq = np.stack(out, axis=1)
+    return seq @ w["head_w"] + w["head_b"], h, c
