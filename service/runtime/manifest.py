@@ -10,13 +10,35 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 MANIFEST_FORMAT: Literal["seqserve.manifest/v1"] = "seqserve.manifest/v1"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# fields added after the first manifests: written only when not at their default, so the
+# manifests of models with the original layout stay byte for byte what they were
+_LATER_FIELDS = {"layout": "LBH", "data_layout": "batch_major", "more_data_inputs": []}
+
+
+class _Evolving(_Strict):
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        for key, default in _LATER_FIELDS.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
 
 
 DataLayout = Literal["batch_major", "time_major", "no_time_axis"]
@@ -32,7 +54,7 @@ class TensorSpec(_Strict):
     shape: list[int | str] = Field(description="Static dims as ints, dynamic dims as names.")
 
 
-class StatePair(_Strict):
+class StatePair(_Evolving):
     """A recurrent state tensor: fed in as `input`, returned updated as `output`."""
 
     input: str = Field(examples=["h0"])
@@ -80,7 +102,7 @@ class Output(_Strict):
     )
 
 
-class Signature(_Strict):
+class Signature(_Evolving):
     data_input: TensorSpec
     data_output: TensorSpec
     state: list[StatePair] = Field(min_length=1)
