@@ -12,8 +12,9 @@ import onnx
 import onnxruntime as ort
 from pydantic import ValidationError
 
+from seqserve.importer.detect import Roles, detect
 from seqserve.importer.errors import ImportRefused
-from seqserve.importer.graph import Graph, Roles, detect
+from seqserve.importer.graph import Graph
 from seqserve.importer.prove import prove
 from seqserve.importer.versions import install, next_version
 from seqserve.service.errors import ModelLoadError
