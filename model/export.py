@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +28,8 @@ from seqserve.service.runtime.manifest import (
     TensorSpec,
 )
 from torch import nn
+
+from seqserve.importer.versions import install, next_version
 
 OPSET = 17
 STATE_NAMES = {"lstm": (("h0", "hn"), ("c0", "cn")), "gru": (("h0", "hn"),)}
@@ -99,7 +99,7 @@ def torch_runner(model: nn.Module) -> Runner:
 def write_model(
     repo: str | Path,
     name: str,
-    version: str,
+    version: str | None,
     model: nn.Module,
     features: Sequence[Feature],
     outputs: Sequence[Output],
@@ -108,12 +108,15 @@ def write_model(
     training: dict[str, object] | None = None,
     metrics: dict[str, object] | None = None,
     check_times: Sequence[int] = (1, 50, 1000),
+    force: bool = False,
 ) -> Path:
     """Export, verify and install `model` as `<repo>/<name>/<version>/`; returns that dir.
 
-    The files are written to a temporary directory first and only moved into place once
-    `verify_model_dir` (with PyTorch as an extra runner) passes.
+    `version` None means one above the highest present; an existing version is refused
+    (`VersionExists`) unless `force`. The files are written to a temporary directory first and
+    only moved into place once `verify_model_dir` (with PyTorch as an extra runner) passes.
     """
+    version = version or next_version(repo, name)
     data = onnx_bytes(model)
     manifest = Manifest(
         name=name,
@@ -128,18 +131,13 @@ def write_model(
         training=training or {},
         metrics=metrics or {},
     )
-    target = Path(repo) / name / version
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{version}-") as tmp:
-        staged = Path(tmp) / "staged"
-        staged.mkdir()
+
+    def write(staged: Path) -> None:
         (staged / manifest.onnx_file).write_bytes(data)
         (staged / "model.json").write_text(manifest_json(manifest))
         verify_model_dir(staged, torch_runner=torch_runner(model), times=check_times)
-        if target.exists():
-            shutil.rmtree(target)
-        staged.rename(target)
-    return target
+
+    return install(repo, name, version, write, force=force)
 
 
 def manifest_json(manifest: Manifest) -> str:
@@ -156,9 +154,14 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, object]]:
 
 
 def export_checkpoint(
-    checkpoint: str | Path, repo: str | Path, name: str = "co2", version: str = "1"
+    checkpoint: str | Path,
+    repo: str | Path,
+    name: str = "co2",
+    version: str | None = None,
+    *,
+    force: bool = False,
 ) -> Path:
-    """Export a `seqserve train` checkpoint into a model repository."""
+    """Export a `seqserve train` checkpoint into a model repository (default: a new version)."""
     model, ckpt = load_checkpoint(checkpoint)
     return write_model(
         repo,
@@ -170,6 +173,7 @@ def export_checkpoint(
         description="Weekly Mauna Loa CO2 (ppm): predicts next week's value from the stream so far",
         training=ckpt["training"],
         metrics=ckpt["metrics"],
+        force=force,
     )
 
 

@@ -94,15 +94,22 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--repository", default=DEFAULT_REPOSITORY, help="model repository root")
     p.add_argument("--name", default="co2", help="model name in the repository")
-    p.add_argument("--version", default="1", help="model version to write")
+    p.add_argument("--version", help="model version to write (default: one above the highest)")
+    p.add_argument("--force", action="store_true", help="replace --version if it exists")
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from seqserve.importer.versions import VersionExists
     from seqserve.model.export import export_checkpoint
     from seqserve.model.verify import VerificationError
 
     try:
-        target = export_checkpoint(args.checkpoint, args.repository, args.name, args.version)
+        target = export_checkpoint(
+            args.checkpoint, args.repository, args.name, args.version, force=args.force
+        )
+    except VersionExists as e:
+        print(f"export refused: {e} (pass --force to replace it)", file=sys.stderr)
+        return 1
     except FileNotFoundError as e:
         print(f"export failed: {e} (run `seqserve train` first)", file=sys.stderr)
         return 1
@@ -140,6 +147,80 @@ def _run_verify(args: argparse.Namespace) -> int:
         print(f"FAILED {args.model_dir}: {e}", file=sys.stderr)
         return 1
     print(report.summary())
+    return 0
+
+
+def _add_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("onnx_file", help="a recurrent ONNX model (state explicit in and out)")
+    p.add_argument("--repository", required=True, help="model repository root to write into")
+    p.add_argument("--name", required=True, help="model name in the repository")
+    p.add_argument("--version", help="version to write (default: one above the highest)")
+    p.add_argument(
+        "--data-input",
+        action="append",
+        help="a data input, in feature order (repeatable; default: detected)",
+    )
+    p.add_argument("--data-output", help="the data output (default: detected)")
+    p.add_argument(
+        "--state",
+        action="append",
+        metavar="IN:OUT",
+        help="a state pair, graph input:graph output (repeatable; default: detected)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["batch_major", "time_major", "no_time_axis"],
+        help="data axes [B,T,F], [T,B,F] or [B,F] (default: detected)",
+    )
+    p.add_argument("--time-major", action="store_true", help="same as --layout time_major")
+    p.add_argument("--features", help="JSON/TOML file: features (and outputs) of the manifest")
+    p.add_argument("--description", default="", help="the manifest's description")
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from seqserve.importer.errors import ImportRefused
+    from seqserve.importer.versions import VersionExists
+
+    try:
+        from seqserve.importer.build import import_model
+    except ModuleNotFoundError as e:
+        if e.name != "onnx":
+            raise
+        print('seqserve import needs onnx: pip install "seqserve[import]"', file=sys.stderr)
+        return 2
+    states = None
+    if args.state:
+        states = []
+        for pair in args.state:
+            src, sep, out = pair.partition(":")
+            if not (sep and src and out):
+                print(f"--state {pair!r}: expected IN:OUT", file=sys.stderr)
+                return 2
+            states.append((src, out))
+    layout = "time_major" if args.time_major else args.layout
+    try:
+        done = import_model(
+            args.onnx_file,
+            args.repository,
+            args.name,
+            args.version,
+            data_inputs=args.data_input,
+            data_output=args.data_output,
+            states=states,
+            layout=layout,
+            features_file=args.features,
+            description=args.description,
+        )
+    except (ImportRefused, VersionExists, OSError) as e:
+        print(f"import refused: {e}", file=sys.stderr)
+        return 1
+    sig = done.manifest.signature
+    pairs = ", ".join(f"{p.input}->{p.output} {p.shape()}" for p in sig.state)
+    data = ", ".join(s.name for s in sig.data_inputs)
+    print(
+        f"imported {done.path}: data {data} -> {sig.data_output.name} ({sig.data_layout}), "
+        f"state {pairs}; streamable"
+    )
     return 0
 
 
@@ -189,6 +270,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     Command("train", "train the default CO2 forecaster", _add_train, _run_train, True),
     Command("export", "export a checkpoint to ONNX + manifest", _add_export, _run_export, True),
+    Command("import", "import a recurrent ONNX model", _add_import, _run_import),
     Command("verify", "check a model directory", _add_verify, _run_verify),
     Command("serve", "run the HTTP server (settings: SEQSERVE_* env)", _add_serve, _run_serve),
     Command("bench", "run the benchmarks (from a source checkout)", _add_bench, _run_bench),

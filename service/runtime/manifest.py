@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 MANIFEST_FORMAT: Literal["seqserve.manifest/v1"] = "seqserve.manifest/v1"
 
@@ -19,21 +26,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# fields added after the first manifests: written only when not at their default, so the
+# manifests of models with the original layout stay byte for byte what they were
+_LATER_FIELDS = {"layout": "LBH", "data_layout": "batch_major", "more_data_inputs": []}
+
+
+class _Evolving(_Strict):
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        for key, default in _LATER_FIELDS.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
+
+
+DataLayout = Literal["batch_major", "time_major", "no_time_axis"]
+StateLayout = Literal["LBH", "BH"]
+
+
 class TensorSpec(_Strict):
-    """A graph input or output: batch-first `[B, T, N]` data, or `[L, B, H]` state."""
+    """A graph input or output: data `[B, T, N]`, `[T, B, N]` or `[B, N]` (the signature's
+    `data_layout`), or state `[L, B, H]` / `[B, H]` (the pair's `layout`)."""
 
     name: str
     dtype: Literal["float32"] = "float32"
     shape: list[int | str] = Field(description="Static dims as ints, dynamic dims as names.")
 
 
-class StatePair(_Strict):
+class StatePair(_Evolving):
     """A recurrent state tensor: fed in as `input`, returned updated as `output`."""
 
     input: str = Field(examples=["h0"])
     output: str = Field(examples=["hn"])
     layers: int = Field(ge=1)
     size: int = Field(ge=1, description="Hidden size of one layer.")
+    layout: StateLayout = Field(
+        "LBH",
+        description="`LBH`: the graph's tensor is [layers, batch, hidden]; `BH`: [batch, "
+        "hidden] (then layers is 1).",
+    )
+
+    @model_validator(mode="after")
+    def _one_layer_when_bh(self) -> StatePair:
+        if self.layout == "BH" and self.layers != 1:
+            raise ValueError(f"state {self.input!r} has layout BH, so layers must be 1")
+        return self
+
+    def shape(self) -> list[int | str]:
+        """The graph tensor's shape, with the batch dim named `batch`."""
+        return ["batch", self.size] if self.layout == "BH" else [self.layers, "batch", self.size]
 
 
 class Feature(_Strict):
@@ -60,17 +102,31 @@ class Output(_Strict):
     )
 
 
-class Signature(_Strict):
+class Signature(_Evolving):
     data_input: TensorSpec
     data_output: TensorSpec
     state: list[StatePair] = Field(min_length=1)
+    data_layout: DataLayout = Field(
+        "batch_major",
+        description="Axes of the data tensors: [B, T, N], [T, B, N], or [B, N] (one step per "
+        "call; the server loops over time).",
+    )
+    more_data_inputs: list[TensorSpec] = Field(
+        default_factory=list,
+        description="Further data inputs, concatenated in the graph: a client's feature row is "
+        "split into data_input's features, then each of these in order.",
+    )
+
+    @property
+    def data_inputs(self) -> list[TensorSpec]:
+        return [self.data_input, *self.more_data_inputs]
 
     def graph_specs(self) -> tuple[dict[str, TensorSpec], dict[str, TensorSpec]]:
-        """The graph inputs and outputs this signature implies, by name (state as [L, B, H])."""
-        inputs = {self.data_input.name: self.data_input}
+        """The graph inputs and outputs this signature implies, by name."""
+        inputs = {spec.name: spec for spec in self.data_inputs}
         outputs = {self.data_output.name: self.data_output}
         for pair in self.state:
-            shape: list[int | str] = [pair.layers, "batch", pair.size]
+            shape = pair.shape()
             inputs[pair.input] = TensorSpec(name=pair.input, shape=shape)
             outputs[pair.output] = TensorSpec(name=pair.output, shape=shape)
         return inputs, outputs
@@ -83,10 +139,10 @@ class Manifest(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     version: str = Field(pattern=r"^[0-9]{1,9}$")
     description: str = ""
-    cell: Literal["lstm", "gru"]
+    cell: Literal["lstm", "gru", "rnn", "custom"]
     onnx_file: str = "model.onnx"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    opset: int = Field(ge=17)
+    opset: int = Field(ge=7)
     signature: Signature
     features: list[Feature] = Field(min_length=1)
     outputs: list[Output] = Field(min_length=1)
@@ -96,7 +152,10 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
-        n_feat = self.signature.data_input.shape[-1]
+        dims = [spec.shape[-1] for spec in self.signature.data_inputs]
+        if not all(isinstance(d, int) for d in dims):
+            raise ValueError("every data input needs a fixed feature count (its last dim)")
+        n_feat = sum(int(d) for d in dims)
         if n_feat != len(self.features):
             raise ValueError(f"data_input has {n_feat} features but {len(self.features)} listed")
         n_out = self.signature.data_output.shape[-1]

@@ -41,15 +41,26 @@ def _check_tensor(kind: str, spec: TensorSpec, node: ort.NodeArg) -> None:
 
 
 class OnnxModel:
-    """Runs `(x, *states) -> (y, *new_states)`; safe to call from several threads."""
+    """Runs `(x, *states) -> (y, *new_states)`; safe to call from several threads.
+
+    Callers always see data `[B, T, F]` and states `[L, B, H]`; other graph layouts (time-major,
+    no time axis, `[B, H]` states, several data inputs) are adapted here, at the edge.
+    """
 
     def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
         self.manifest = manifest
         self._session = session
         sig = manifest.signature
-        self._inputs = [sig.data_input.name] + [p.input for p in sig.state]
+        self._data = [spec.name for spec in sig.data_inputs]
+        self._inputs = [p.input for p in sig.state]
         self._outputs = [sig.data_output.name] + [p.output for p in sig.state]
         self.state_shapes = [(p.layers, p.size) for p in sig.state]
+        self._bh = [p.layout == "BH" for p in sig.state]
+        dims = [int(spec.shape[-1]) for spec in sig.data_inputs]
+        self._splits = list(np.cumsum(dims)[:-1])
+        self._layout = sig.data_layout
+        # the bundled models' shape: feed the caller's arrays untouched
+        self._plain = self._layout == "batch_major" and len(self._data) == 1 and not any(self._bh)
         self.observe: Callable[[float, int], None] = lambda seconds, batch: None
 
     @classmethod
@@ -102,8 +113,38 @@ class OnnxModel:
 
     def run(self, x: Array, states: list[Array]) -> tuple[Array, list[Array]]:
         """x: float32 [B, T, F]; states: float32 [L, B, H] each, in manifest order."""
-        feeds = dict(zip(self._inputs, [x, *states], strict=True))
         started = time.perf_counter()
-        y, *new_states = self._session.run(self._outputs, feeds)
+        if self._plain:
+            feeds = dict(zip([*self._data, *self._inputs], [x, *states], strict=True))
+            y, *new_states = self._session.run(self._outputs, feeds)
+        elif self._layout == "no_time_axis":
+            y, new_states = self._run_steps(x, states)
+        else:
+            tm = self._layout == "time_major"
+            y, new_states = self._call(
+                np.ascontiguousarray(x.transpose(1, 0, 2)) if tm else x, states
+            )
+            if tm:
+                y = np.ascontiguousarray(y.transpose(1, 0, 2))
         self.observe(time.perf_counter() - started, x.shape[0])
+        return y, new_states
+
+    def _run_steps(self, x: Array, states: list[Array]) -> tuple[Array, list[Array]]:
+        """A graph without a time axis: one call per step, carrying the state."""
+        ys = []
+        for t in range(x.shape[1]):
+            y, states = self._call(x[:, t], states)
+            ys.append(y)
+        return np.stack(ys, axis=1), states
+
+    def _call(self, x: Array, states: list[Array]) -> tuple[Array, list[Array]]:
+        """One graph call in the graph's own data layout; states [L, B, H] in and out."""
+        parts = np.split(x, self._splits, axis=-1) if self._splits else [x]
+        feeds = {
+            name: np.ascontiguousarray(part) for name, part in zip(self._data, parts, strict=True)
+        }
+        for name, state, bh in zip(self._inputs, states, self._bh, strict=True):
+            feeds[name] = state[0] if bh else state
+        y, *new_states = self._session.run(self._outputs, feeds)
+        new_states = [s[None] if bh else s for s, bh in zip(new_states, self._bh, strict=True)]
         return y, new_states

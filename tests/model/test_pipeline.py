@@ -55,6 +55,15 @@ def test_train_export_verify_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().out.startswith("OK tiny v1")
     assert not list(repo.glob("tiny/.*")), "no staging directory left behind"
 
+    # a version is never overwritten: an existing one is refused, the default is the next one
+    before = (model_dir / "model.json").read_bytes()
+    export = ["export", "--checkpoint", ckpt, "--repository", str(repo), "--name", "tiny"]
+    assert main([*export, "--version", "1"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (model_dir / "model.json").read_bytes() == before
+    assert main(export) == 0
+    assert sorted(p.name for p in (repo / "tiny").iterdir()) == ["1", "2"]
+
 
 def test_same_seed_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
     import torch

@@ -1,0 +1,1 @@
+"""`seqserve import`: any streamable recurrent ONNX file -> a model repository version."""
