@@ -8,6 +8,6 @@ ruff format --check .
 # link tree laid out as the installed package (build/ is ignored by git).
 tree=build/mypy-tree/seqserve
 rm -rf build/mypy-tree && mkdir -p "$tree"
-for f in seqserve/*.py seqserve/py.typed; do ln -s "$PWD/$f" "$tree/"; done
+for f in seqserve/*; do [ "${f##*/}" = __pycache__ ] || ln -s "$PWD/$f" "$tree/"; done
 ln -s "$PWD/service" "$tree/service"
-mypy "$tree"/*.py "$tree/service"
+mypy "$tree"
