@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from seqserve.service.errors import Forbidden, LoadRefused, NotFound
-from seqserve.service.runtime.registry import LoadedModel, Registry, VersionState
+from seqserve.service.runtime.registry import Attempt, LoadedModel, Registry, VersionState
 from seqserve.service.settings import Settings
 
 log = logging.getLogger("seqserve.repository")
@@ -62,7 +62,12 @@ class RepositoryControl:
         if not versions:
             return []
         self.registry.mark_loading(name, versions)
-        attempt = await asyncio.to_thread(self.registry.prepare, name, versions)
+        try:
+            attempt = await asyncio.to_thread(self.registry.prepare, name, versions)
+        except BaseException:  # cancelled (e.g. shutdown): no version may stay LOADING
+            why = ("the load was interrupted", ())
+            self.registry.apply(Attempt(name, {}, dict.fromkeys(versions, why)))
+            raise
         for model in attempt.loaded.values():
             self._on_loaded(model)
         states = self.registry.apply(attempt)
