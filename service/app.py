@@ -35,7 +35,9 @@ request. Errors are RFC 9457 problem details. With API keys configured, send `X-
 
 
 def build_engine(settings: Settings, metrics: Metrics) -> Engine:
-    registry = Registry.scan(settings.model_repository, settings.ort_threads)
+    registry = Registry.scan(
+        settings.model_repository, settings.ort_threads, settings.model_default_versions
+    )
     return Engine(settings, registry, open_store(settings, metrics), metrics)
 
 
@@ -66,17 +68,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             log.error("cannot load the model repository: %s", exc)
             raise
         await restore_at_start(settings.snapshot_path, engine.store, engine.registry)
-        context = AppContext(engine, keys)
+        context = AppContext(engine, keys, admin_keys)
         install(app, context)
         sweeper = asyncio.create_task(_sweep(engine, settings.sessions.sweep_interval_s))
+        watcher = None
+        if settings.model_control_mode == "poll":
+            watcher = asyncio.create_task(engine.repository.watch())
         log.info("ready", extra={"models": engine.registry.names()})
         try:
             yield
         finally:
             context.begin_drain()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await engine.stop_batching()
             await write_at_shutdown(settings.snapshot_path, engine.store, engine.registry)
             await engine.store.close()
@@ -92,6 +99,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     keys = KeyRing(settings.api_keys())
+    admin_keys = KeyRing(settings.admin_api_keys())
     problems.install(app)
     # hot paths first: route matching walks this list
     for router in (sessions.router, v2_router, health.router, models.router, streaming.router):

@@ -32,6 +32,7 @@ from seqserve.service.errors import (
 )
 from seqserve.service.heavy_gate import HeavyGate
 from seqserve.service.metrics import Metrics
+from seqserve.service.repository import RepositoryControl
 from seqserve.service.runtime.compute import roll, rollout
 from seqserve.service.runtime.layout import StateRows
 from seqserve.service.runtime.registry import LoadedModel, Registry
@@ -70,9 +71,25 @@ class Engine:
         self._locks = SessionLocks(MAX_WAITERS_PER_SESSION, settings.limits.retry_after_s)
         self._batchers: dict[tuple[str, str], StepBatcher] = {}
         for model in registry.all():
-            model.runtime.observe = metrics.runtime_observer(
-                model.manifest.name, model.manifest.version
-            )
+            self._observe(model)
+        self.repository = RepositoryControl(registry, settings, self._retire, self._observe)
+
+    def _observe(self, model: LoadedModel) -> None:
+        m = model.manifest
+        model.runtime.observe = self.metrics.runtime_observer(m.name, m.version)
+
+    async def _retire(self, models: list[LoadedModel]) -> None:
+        """Unloaded versions: their steps already queued or running finish, then the batcher
+        stops (no new step reaches it: lookups of an unloaded version fail first)."""
+        for model in models:
+            batcher = self._batchers.pop((model.manifest.name, model.manifest.version), None)
+            if batcher is not None:
+                await batcher.drain()
+
+    def session_model(self, session: Session) -> LoadedModel:
+        """The version a session started on, never another (410/503 when not served here)."""
+        retry_after = self.settings.limits.retry_after_s
+        return self.registry.for_session(session.model, session.version, retry_after)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -190,7 +207,7 @@ class Engine:
         try:
             # one read, under the lock: with Redis each read is a round trip
             session = await self.get_session(session_id, owner)
-            model = self.registry.get(session.model, session.version)
+            model = self.session_model(session)
             raw = check_steps(model, raw, self.settings.limits.max_steps_per_request)
             digest = _digest(raw)
             if expected is not None and expected != session.step:
@@ -269,7 +286,7 @@ class Engine:
         self, session_id: str, owner: str | None, horizon: int
     ) -> tuple[LoadedModel, StateRows, int]:
         session = await self.get_session(session_id, owner)
-        model = self.registry.get(session.model, session.version)
+        model = self.session_model(session)
         check_forecast(model, horizon, self.settings.limits.max_horizon)
         check_output_size(self.settings.limits, horizon * model.manifest.n_outputs)
         if session.step == 0:
@@ -285,7 +302,7 @@ class Engine:
     async def reset(self, session_id: str, owner: str | None) -> Session:
         async with self._locks.exclusive(session_id):
             session = await self.get_session(session_id, owner)
-            model = self.registry.get(session.model, session.version)
+            model = self.session_model(session)
             expected = session.step
             session.step, session.replay, session.last_used = 0, None, time.time()
             zeros = model.layout.zeros(1)
@@ -311,7 +328,7 @@ class Engine:
             return await self._export(await self.get_session(session_id, owner))
 
     async def _export(self, session: Session) -> dict[str, Any]:
-        model = self.registry.get(session.model, session.version)
+        model = self.session_model(session)
         rows = await self.store.load([session], model.layout)
         return encode_state(session.model, session.version, session.step, model.state_names, rows)
 

@@ -35,6 +35,10 @@ class Unauthorized(SeqServeError):
         self.headers["WWW-Authenticate"] = "ApiKey"
 
 
+class Forbidden(SeqServeError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
 class NotFound(SeqServeError):
     status, title, slug = 404, "Not found", "not-found"
 
@@ -49,6 +53,18 @@ class Conflict(SeqServeError):
 
 class Gone(SeqServeError):
     status, title, slug = 410, "Session gone", "session-gone"
+
+
+class VersionUnloaded(Gone):
+    """The session's model version was unloaded from this server (its state is kept)."""
+
+    title, slug = "Model version unloaded", "version-unloaded"
+
+
+class LoadRefused(SeqServeError):
+    """A model version in the repository failed its checks; the served versions are unchanged."""
+
+    status, title, slug = 422, "Model version refused", "load-refused"
 
 
 class RequestTimeout(SeqServeError):

@@ -98,6 +98,10 @@ class SecuritySettings(BaseModel):
     """API keys accepted in `X-API-Key` (a JSON list in the environment). Empty: no auth."""
     api_keys_file: Path | None = None
     """File with one API key a line (a mounted secret); added to `api_keys`."""
+    admin_api_keys: list[SecretStr] = Field(default_factory=list)
+    """Keys (a JSON list) that may load and unload models (`/v2/repository/...`,
+    `/v1/models/{model}/load|unload`). With any key configured, only these may: a user key gets
+    403. Empty with no user keys either: the repository endpoints are open."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS. Empty (the default) turns CORS off."""
 
@@ -112,6 +116,16 @@ class Settings(BaseSettings):
 
     model_repository: Path = DEFAULT_REPOSITORY
     """Model repository: `<repo>/<model>/<version>/{model.onnx,model.json}`."""
+    model_control_mode: Literal["explicit", "none", "poll"] = "explicit"
+    """As Triton's `--model-control-mode`: `explicit` loads/unloads only through the repository
+    API, `none` turns that API off, `poll` also loads new versions from the folder by itself.
+    Every mode loads the whole repository at start."""
+    model_poll_interval_s: float = Field(10.0, gt=0)
+    """model_control_mode=poll: how often the repository folder is checked for new versions."""
+    model_default_versions: dict[str, str] = Field(default_factory=dict)
+    """Pinned version per model for new sessions and calls without a version (a JSON object,
+    e.g. `{"co2": "1"}`); a model not named here (or whose pin is not READY) gets its newest
+    READY version."""
     host: str = "127.0.0.1"
     """Interface `seqserve serve` binds to."""
     port: int = Field(8000, ge=0, le=65535)
@@ -158,6 +172,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("model_default_versions")
+    @classmethod
+    def _versions_are_numbers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, version in value.items():
+            if not (version.isascii() and version.isdigit()):
+                raise ValueError(
+                    f"SEQSERVE_MODEL_DEFAULT_VERSIONS: {name!r} is pinned to {version!r}; "
+                    'a version is a folder number such as "1"'
+                )
+        return value
+
     @model_validator(mode="after")
     def _ttls_within_caps(self) -> Settings:
         s = self.sessions
@@ -192,3 +217,7 @@ class Settings(BaseSettings):
             lines = self.security.api_keys_file.read_text().splitlines()
             keys += [line.strip() for line in lines if line.strip()]
         return keys
+
+    def admin_api_keys(self) -> list[str]:
+        """Keys that may change the model repository while the server runs."""
+        return [k.get_secret_value() for k in self.security.admin_api_keys]

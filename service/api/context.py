@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 class AppContext:
     engine: Engine
     keys: KeyRing
+    admin_keys: KeyRing  # who may load and unload models
     v2_stats: StatsBook = field(default_factory=StatsBook)
 
     @property

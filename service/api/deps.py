@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from seqserve.service.api.context import AppContext, app_context
-from seqserve.service.api.keys import presented_key
+from seqserve.service.api.keys import check_admin, presented_key
 from seqserve.service.engine import Engine
 
 
@@ -22,9 +22,24 @@ async def _owner(request: Request) -> str | None:
     return app_context(request.app).keys.owner(presented_key(request.scope["headers"]))
 
 
+async def _admin(request: Request) -> None:
+    ctx = app_context(request.app)
+    check_admin(ctx.keys, ctx.admin_keys, presented_key(request.scope["headers"]))
+
+
+async def _reader(request: Request) -> None:
+    """A user key, or an admin key (the repository index is read by both)."""
+    ctx = app_context(request.app)
+    presented = presented_key(request.scope["headers"])
+    if presented is None or not ctx.admin_keys.matches(presented):
+        ctx.keys.owner(presented)
+
+
 ContextDep = Annotated[AppContext, Depends(_context)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 OwnerDep = Annotated[str | None, Depends(_owner)]
+AdminDep = Annotated[None, Depends(_admin)]
+ReaderDep = Annotated[None, Depends(_reader)]
 
 
 def caller_of(request: Request, owner: str | None) -> str:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from seqserve.service.errors import MalformedRequest, Unauthorized
+from seqserve.service.errors import Forbidden, MalformedRequest, Unauthorized
 
 _HEADER = b"x-api-key"
 
@@ -37,10 +37,31 @@ class KeyRing:
             return None
         if presented is None:
             raise Unauthorized("send an API key in the X-API-Key header")
+        if not self.matches(presented):
+            raise Unauthorized("the API key is not valid")
+        return hashlib.sha256(presented.encode()).hexdigest()[:32]
+
+    @property
+    def empty(self) -> bool:
+        return not self._keys
+
+    def matches(self, presented: str) -> bool:
         candidate = presented.encode()
         matched = False
         for key in self._keys:
             matched |= hmac.compare_digest(candidate, key)
-        if not matched:
-            raise Unauthorized("the API key is not valid")
-        return hashlib.sha256(candidate).hexdigest()[:32]
+        return matched
+
+
+def check_admin(users: KeyRing, admins: KeyRing, presented: str | None) -> None:
+    """Repository changes: open with no key configured at all, else admin keys only (a user
+    key is known but not allowed: 403; no key or an unknown one: 401)."""
+    if users.empty and admins.empty:
+        return
+    if presented is None:
+        raise Unauthorized("send an admin API key in the X-API-Key header")
+    if admins.matches(presented):
+        return
+    if users.matches(presented):
+        raise Forbidden("this API key may not change the model repository: use an admin key")
+    raise Unauthorized("the API key is not valid")

@@ -1,15 +1,16 @@
-"""Model list, metadata and stateless predict."""
+"""Model list (with each version's state), metadata, stateless predict, load and unload."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
 from seqserve.service.api.arrays import steps_array
-from seqserve.service.api.deps import CallerDep, EngineDep, OwnerDep
+from seqserve.service.api.deps import AdminDep, CallerDep, EngineDep, OwnerDep
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.schemas import PredictRequest
-from seqserve.service.runtime.registry import LoadedModel
+from seqserve.service.runtime.registry import LoadedModel, VersionState
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -25,14 +26,30 @@ def model_view(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="List models")
+class UnloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(
+        None, pattern=r"^[0-9]{1,18}$", description="The version to unload; all when omitted."
+    )
+
+
+def _states(states: list[VersionState]) -> list[dict[str, str]]:
+    return [{k: v for k, v in s.view().items() if k != "name"} for s in states]
+
+
+@router.get("", summary="List models, with the state of every version in the repository")
 async def list_models(engine: EngineDep, owner: OwnerDep) -> FastJSON:
     reg = engine.registry
-    models = []
-    for name in reg.names():
-        m = reg.get(name).manifest
-        models.append(
-            {
+    models: list[dict[str, Any]] = []
+    for name in reg.model_names():
+        states = reg.index(name)
+        if not states:
+            continue  # a folder without version folders is no model
+        entry: dict[str, Any] = {"name": name, "versions": [], "latest": None}
+        if name in reg.names():
+            m = reg.get(name).manifest
+            entry = {
                 "name": name,
                 "versions": reg.versions(name),
                 "latest": reg.latest(name),
@@ -41,8 +58,26 @@ async def list_models(engine: EngineDep, owner: OwnerDep) -> FastJSON:
                 "outputs": [o.name for o in m.outputs],
                 "forecastable": m.forecastable,
             }
-        )
+        models.append({**entry, "states": _states(states)})
     return FastJSON({"models": models})
+
+
+@router.post("/{model}/load", summary="Load the model's new versions from the repository")
+async def load_model(model: str, engine: EngineDep, admin: AdminDep) -> FastJSON:
+    """Every version in the folder not yet READY is verified (hash, signature) and loaded; one
+    that fails is refused (422, with every version's state) and the others keep serving."""
+    states = await engine.repository.load(model)
+    return FastJSON({"model": model, "versions": _states(states)})
+
+
+@router.post("/{model}/unload", summary="Unload a version (or all) of the model")
+async def unload_model(
+    model: str, engine: EngineDep, admin: AdminDep, body: UnloadRequest | None = None
+) -> FastJSON:
+    """Steps in flight finish; later steps of its sessions answer 410 (their state is kept
+    until they expire or are deleted, and serves again if the version is loaded again)."""
+    states = await engine.repository.unload(model, body.version if body else None)
+    return FastJSON({"model": model, "versions": _states(states)})
 
 
 @router.get("/{model}", summary="Model metadata: manifest, signature and versions")

@@ -70,6 +70,7 @@ class StepBatcher:
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._running: list[StepJob] = []
 
     def submit(self, job: StepJob) -> asyncio.Future[StepResult]:
         if len(self._pending) >= self.max_queue:
@@ -81,6 +82,13 @@ class StepBatcher:
         if len(self._pending) >= self.max_batch:
             self._full.set()
         return job.future
+
+    async def drain(self) -> None:
+        """Finish every step already submitted, then stop; none may be submitted after."""
+        waiting = [job.future for job in (*self._running, *self._pending)]
+        if waiting:
+            await asyncio.wait(waiting)  # not gather: a cancelled drain must not cancel steps
+        await self.close()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -100,6 +108,7 @@ class StepBatcher:
             batch = [
                 self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch))
             ]
+            self._running = batch
             try:
                 await self._execute(batch)
             except Exception as exc:  # e.g. the store failed: fail this batch, keep serving
@@ -109,6 +118,8 @@ class StepBatcher:
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
+            finally:
+                self._running = []
 
     async def _fill(self) -> None:
         """Let more steps join until the batch is full or `max_wait_s` has passed, closing

@@ -29,8 +29,19 @@ ALLOWED: dict[str, set[str]] = {
     "connections": set(),
     "checks": {"errors", "runtime", "settings"},
     "stateless": {"errors", "runtime", "settings", "batching", "checks"},
+    # loading/unloading versions while serving: the registry's changes, one at a time
+    "repository": {"errors", "runtime", "settings"},
     "engine": LEAVES
-    | {"runtime", "state", "batching", "checks", "stateless", "session_locks", "heavy_gate"},
+    | {
+        "runtime",
+        "state",
+        "batching",
+        "checks",
+        "stateless",
+        "session_locks",
+        "heavy_gate",
+        "repository",
+    },
     "api": LEAVES | {"runtime", "state", "engine"},
     "app": LEAVES | {"runtime", "state", "engine", "api"},
     "__main__": {"app", "connections", "drain", "settings", "settings_errors", "logs"},

@@ -93,7 +93,7 @@ async def locate(
         raise V2Error(
             f"sequence {seq.id} of model '{name}' runs on version {session.version}, not {pinned}"
         )
-    return sid, engine.registry.get(session.model, session.version)
+    return sid, engine.session_model(session)
 
 
 async def step(

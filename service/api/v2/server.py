@@ -1,25 +1,25 @@
-"""V2 server metadata, health, model metadata/readiness/configuration and the repository index."""
+"""V2 server metadata, health, and model metadata/readiness/configuration."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from seqserve.service.api.deps import ContextDep, EngineDep, OwnerDep
 from seqserve.service.api.health import readiness
 from seqserve.service.api.responses import FastJSON
-from seqserve.service.api.v2.errors import V2Error, error_response
+from seqserve.service.api.v2.errors import error_response
 from seqserve.service.api.v2.views import config, metadata, resolve
 from starlette.responses import Response
 
 router = APIRouter(tags=["v2"])
 
-# only what is really implemented (no shared memory, no model load/unload, no tracing)
+# only what is really implemented (no shared memory, no tracing)
 EXTENSIONS = [
     "binary_tensor_data",
     "classification",
     "model_configuration",
+    "model_repository",
     "sequence",
     "sequence(string_id)",
     "statistics",
@@ -42,25 +42,6 @@ async def ready(ctx: ContextDep) -> Response:
     if not_ready is not None:
         return error_response(not_ready)
     return Response(status_code=200)
-
-
-@router.post("/v2/repository/index", summary="V2 repository index: every loaded model version")
-async def repository_index(request: Request, engine: EngineDep, owner: OwnerDep) -> FastJSON:
-    body = await request.body()
-    if body.strip():
-        try:
-            options = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise V2Error("failed to parse the repository index request") from None
-        if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
-            raise V2Error("Unable to parse 'ready'")
-    reg = engine.registry
-    index = [
-        {"name": name, "version": version, "state": "READY"}
-        for name in reg.names()
-        for version in reg.versions(name)
-    ]
-    return FastJSON(index)
 
 
 async def model_metadata(

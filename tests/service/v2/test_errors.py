@@ -130,7 +130,7 @@ def test_unknown_models_and_versions(v2: TestClient, path: str, status: int, fra
 
 def test_unknown_paths_answer_triton_style(v2: TestClient) -> None:
     _error(v2.get("/v2/nothing/here"), 404, "Not Found")
-    _error(v2.post("/v2/repository/models/multi/load"), 404, "Not Found")
+    _error(v2.post("/v2/repository/models/multi/reload"), 404, "Not Found")
     _error(v2.post("/v2/repository/index", content=b"{bad"), 400, "repository index")
 
 
