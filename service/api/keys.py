@@ -55,7 +55,8 @@ def websocket_key(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
         return key
     token = tokens[0].removeprefix(_WS_KEY_PREFIX)
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        padded = token + "=" * (-len(token) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise MalformedRequest("the API key subprotocol is not base64url") from None
 
