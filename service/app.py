@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-from seqserve.service.api import health, models, problems, sessions, streaming
+from seqserve.service.api import health, models, openapi, pages, problems, sessions, streaming
 from seqserve.service.api.context import AppContext, install, started_context
 from seqserve.service.api.fastlane import FastLane
 from seqserve.service.api.keys import KeyRing
@@ -94,6 +94,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # api/pages.py serves /docs and /redoc from vendored assets
+        redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,  # stable ids for generated clients
         # FastAPI's built-in OpenTelemetry hooks cost several µs a request even when no
         # provider is configured; seqserve exports Prometheus metrics instead
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -104,6 +107,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # hot paths first: route matching walks this list
     for router in (sessions.router, v2_router, health.router, models.router, streaming.router):
         app.include_router(router)
+    pages.install(app)
+    openapi.install(app)
     app.add_middleware(FastLane)  # innermost: CORS, ids, limits and metrics still apply
     if settings.security.cors_origins:
         app.add_middleware(

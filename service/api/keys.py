@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -23,6 +25,40 @@ def presented_key(
         raise MalformedRequest("send one X-API-Key header, not several")
     found = by_name.get(_HEADER)
     return None if found is None else found.decode("latin-1")
+
+
+# Browsers cannot set headers on a WebSocket: they offer the key as a subprotocol instead,
+# `seqserve.key.<base64url key>` next to plain `seqserve` (Kubernetes' bearer-token trick).
+WS_PROTOCOL = "seqserve"
+_WS_KEY_PREFIX = "seqserve.key."
+
+
+def _offered(headers: Sequence[tuple[bytes, bytes]]) -> list[str]:
+    return [
+        p.strip()
+        for name, value in headers
+        if name == b"sec-websocket-protocol"
+        for p in value.decode("latin-1").split(",")
+    ]
+
+
+def websocket_protocol(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The subprotocol to accept: `seqserve` when offered (a browser requires one back)."""
+    return WS_PROTOCOL if WS_PROTOCOL in _offered(headers) else None
+
+
+def websocket_key(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """A WebSocket's API key: the `X-API-Key` header, else the key subprotocol."""
+    key = presented_key(headers)
+    tokens = [p for p in _offered(headers) if p.startswith(_WS_KEY_PREFIX)]
+    if key is not None or not tokens:
+        return key
+    token = tokens[0].removeprefix(_WS_KEY_PREFIX)
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise MalformedRequest("the API key subprotocol is not base64url") from None
 
 
 class KeyRing:

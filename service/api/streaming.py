@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from seqserve.service.api.arrays import steps_array
 from seqserve.service.api.context import app_context
 from seqserve.service.api.deps import CallerDep, EngineDep, OwnerDep
-from seqserve.service.api.keys import presented_key
+from seqserve.service.api.keys import websocket_key, websocket_protocol
 from seqserve.service.api.responses import problem_body
 from seqserve.service.api.schemas import StepRequest, StreamMessage
 from seqserve.service.engine import Engine
@@ -95,9 +95,10 @@ async def step_stream(websocket: WebSocket, session_id: str) -> None:
     in order; a bad message gets `{"error": problem}` and the connection stays open."""
     ctx = app_context(websocket.app)
     engine = ctx.engine
-    await websocket.accept()
+    headers = websocket.scope["headers"]
+    await websocket.accept(websocket_protocol(headers))
     try:
-        owner = ctx.keys.owner(presented_key(websocket.scope["headers"]))
+        owner = ctx.keys.owner(websocket_key(headers))
         await engine.get_session(session_id, owner)
     except SeqServeError as error:
         await websocket.send_text(_error_frame(error, None))

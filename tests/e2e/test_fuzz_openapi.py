@@ -1,4 +1,5 @@
-"""Schema-driven fuzzing of the OpenAPI spec against a real server: never a 5xx."""
+"""Schema-driven fuzzing of the OpenAPI spec against a real server: never a 5xx, and every
+answer is one the document describes (status code, content type and body schema)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from seqserve.service.app import create_app
 from seqserve.service.settings import Settings
 
@@ -18,6 +25,12 @@ from scripts.launch import ServerProcess
 # the spec needs no running app (no models are loaded to build it)
 SCHEMA = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations())}
+CONFORMANCE = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +60,4 @@ def test_no_server_errors(live: ServerProcess, label: str, data: st.DataObject) 
             )
     response = case.call(base_url=live.url, timeout=30)
     assert response.status_code < 500, (label, response.status_code, response.text[:500])
+    case.validate_response(response, checks=CONFORMANCE)

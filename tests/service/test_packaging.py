@@ -53,3 +53,16 @@ def test_wheel_installs_only_the_seqserve_namespace(tmp_path: Path) -> None:
     assert "seqserve/service/model_repository/co2/1/model.onnx" in names
     assert "seqserve/service/py.typed" in names
     assert "seqserve/cli.py" in names
+    # the demo page, its data and the offline docs assets (with their licences)
+    for static in (
+        "demo.html",
+        "demo.js",
+        "demo.css",
+        "co2.json",
+        "vendor/swagger-ui/swagger-ui-bundle.js",
+        "vendor/swagger-ui/swagger-ui.css",
+        "vendor/swagger-ui/LICENSE",
+        "vendor/redoc/redoc.standalone.js",
+        "vendor/redoc/LICENSE",
+    ):
+        assert f"seqserve/service/static/{static}" in names, static
