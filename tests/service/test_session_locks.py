@@ -58,5 +58,25 @@ def test_a_waiter_that_gives_up_frees_its_place() -> None:
         await asyncio.wait_for(stayer, 5)  # the lock passed over the quitter to the stayer
         locks.release("s")
         await asyncio.wait_for(locks.acquire("s"), 5)  # and nothing is left held
+        locks.release("s")
 
     asyncio.run(go())
+
+
+def test_an_idle_session_costs_nothing() -> None:
+    """The promise is about memory, so it is checked inside: no entry outlives the work."""
+
+    async def go() -> SessionLocks:
+        locks = SessionLocks(max_waiters=4, retry_after_s=1)
+        for sid in ("a", "b"):
+            async with locks.exclusive(sid):
+                waiter = asyncio.create_task(locks.acquire(sid))
+                quitter = asyncio.create_task(locks.acquire(sid))
+                await _settle()
+                quitter.cancel()  # gives up while waiting in line
+                await _settle()
+            await waiter
+            locks.release(sid)
+        return locks
+
+    assert asyncio.run(go())._locks == {}
