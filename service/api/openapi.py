@@ -53,11 +53,15 @@ SUCCESS: dict[str, type[BaseModel]] = {
     "version_stats": r.V2Stats,
     "infer": r.V2InferResponse,
     "infer_version": r.V2InferResponse,
+    "load_model": r.ModelVersions,
+    "unload_model": r.ModelVersions,
 }
-EMPTY = {"live", "ready", "model_ready", "model_ready_version"}  # 200 with no body
+# 200 with no body
+EMPTY = {"live", "ready", "model_ready", "model_ready_version", "load", "unload"}
 TITLES = {
     400: "Malformed request (e.g. two X-API-Key headers, JSON that does not parse)",
     401: "Missing or invalid API key (when keys are configured)",
+    403: "Not allowed: the repository API needs an admin key (or is turned off)",
     404: "Unknown model, version or session (or another key's session)",
     408: "The request body did not arrive in time",
     409: "Step conflict: the session is at another step index, or busy",
@@ -105,6 +109,10 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[in
         codes |= {404, 429, 503}
     if name in {"readyz", "ready"}:
         codes.add(503)
+    if "/repository/" in path or name in {"load_model", "unload_model"}:
+        codes |= {403, 404, 422, 503}  # not an admin key or control mode none; a refused load
+    if "{session_id}" in path or path.startswith("/v2/models/"):
+        codes.add(503)  # the session's version is not loaded on this replica yet
     return sorted(codes)
 
 

@@ -84,14 +84,26 @@ class ForecastResult(BaseModel):
     step: int = Field(description="The step the forecast starts from (unchanged).")
 
 
+class VersionState(BaseModel):
+    version: str
+    state: str = Field(description="READY, LOADING or UNAVAILABLE")
+    reason: str | None = Field(None, description="Why a version is UNAVAILABLE")
+
+
 class ModelSummary(BaseModel):
     name: str
-    versions: list[str]
-    latest: str
-    cell: str
-    features: list[str]
-    outputs: list[str]
-    forecastable: bool
+    versions: list[str] = Field(description="READY versions")
+    latest: str | None
+    cell: str | None = None
+    features: list[str] | None = None
+    outputs: list[str] | None = None
+    forecastable: bool | None = None
+    states: list[VersionState] = Field(description="Every version in the repository folder")
+
+
+class ModelVersions(BaseModel):
+    model: str
+    versions: list[VersionState]
 
 
 class ModelList(BaseModel):
@@ -167,6 +179,7 @@ class V2IndexEntry(BaseModel):
     name: str
     version: str
     state: str
+    reason: str | None = None
 
 
 class V2Stats(BaseModel):

@@ -40,7 +40,7 @@ class MemoryStateStore(StateStore):
         evict_idle_s: float = 0.0,
         on_expired: Callable[[int], None] = lambda n: None,
         on_evicted: Callable[[int], None] = lambda n: None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._table = SessionTable()
         self._slabs: dict[int, Slab] = {}  # by model index in the table
@@ -53,7 +53,9 @@ class MemoryStateStore(StateStore):
         self._evict_idle_s = evict_idle_s
         self._on_expired = on_expired
         self._on_evicted = on_evicted
-        self._clock = clock  # wall time, as sessions' created_at/last_used; injectable for tests
+        # wall time, as sessions' created_at/last_used; injectable for tests (None: time.time,
+        # looked up per call so that a test's process-wide stand-in applies too)
+        self._clock = clock if clock is not None else lambda: time.time()
         self._bytes = 0
 
     # -- slots <-> sessions ------------------------------------------------------------------

@@ -77,8 +77,9 @@ def test_concurrent_unindexed_steps_are_serialized(start_server: StartServer, re
     np.testing.assert_allclose(got, want, atol=TOL)
 
 
-def test_walkthrough_and_headers(start_server: StartServer) -> None:
+def test_walkthrough_and_headers(start_server: StartServer, repo: Path) -> None:
     server = start_server()
+    exp = Expected(repo / "diffed" / "2")
     with httpx.Client(base_url=server.url, timeout=10) as client:
         created = client.post("/v1/sessions", json={"model": "diffed"})
         assert created.status_code == 201
@@ -88,10 +89,13 @@ def test_walkthrough_and_headers(start_server: StartServer) -> None:
         first = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[315.7]], "step": 0})
         again = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[315.7]], "step": 0})
         assert again.json()["outputs"] == first.json()["outputs"]
+        assert (first.json()["replayed"], again.json()["replayed"]) == (False, True)
+        assert again.json()["step"] == 1
         echoed = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
         assert echoed.headers["x-request-id"] == "trace-42"
         fc = client.post(f"/v1/sessions/{sid}/forecast", json={"horizon": 3})
-        assert len(fc.json()["forecast"]) == 3
+        assert fc.json()["step"] == 1
+        np.testing.assert_allclose(fc.json()["forecast"], exp.forecast([[315.7]], 3), atol=TOL)
         assert client.delete(f"/v1/sessions/{sid}").status_code == 204
         metrics = client.get("/metrics").text
         assert 'route="/v1/sessions/{session_id}/steps"' in metrics

@@ -87,33 +87,50 @@ def test_unknown_session_and_wrong_key_close_with_codes(server: ServerProcess) -
 def test_disconnect_mid_stream_leaves_the_session_consistent(
     server: ServerProcess, repo: Path
 ) -> None:
-    raw = 315 + np.cumsum(np.random.default_rng(4).normal(0, 0.4, (40, 1)), axis=0)
+    raw = 315 + np.cumsum(np.random.default_rng(4).normal(0, 0.4, (45, 1)), axis=0)
+    want = Expected(repo / "diffed" / "2").run(raw)[0]
     sid = _session(server)
+    url, headers = f"{server.url}/v1/sessions/{sid}/steps", {"X-API-Key": "k1"}
     with _ws(server, sid) as ws:
-        for k in range(40):  # fire everything, read nothing, drop the connection
+        ws.send(json.dumps({"inputs": raw[:1].tolist(), "step": 0}))
+        assert json.loads(ws.recv(timeout=10))["step"] == 1  # at least one step is applied
+        for k in range(1, 40):  # fire the rest, read nothing, drop the connection
             ws.send(json.dumps({"inputs": raw[k : k + 1].tolist(), "step": k}))
-    headers = {"X-API-Key": "k1"}
-    applied = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=headers).json()["step"]
-    assert 0 <= applied <= 40
-    # the client resumes over HTTP from wherever the server got to; replaying the last
-    # applied step returns its stored answer, and the whole stream equals the reference
-    outputs = []
-    if applied:
-        last = httpx.post(
-            f"{server.url}/v1/sessions/{sid}/steps",
-            json={"inputs": raw[applied - 1 : applied].tolist(), "step": applied - 1},
-            headers=headers,
-        )
-        assert last.json()["replayed"] is True
-    rest = httpx.post(
-        f"{server.url}/v1/sessions/{sid}/steps",
-        json={"inputs": raw[applied:].tolist(), "step": applied},
-        headers=headers,
-    )
-    if applied < 40:
-        outputs = rest.json()["outputs"]
-        want = Expected(repo / "diffed" / "2").run(raw)[0][applied:]
-        np.testing.assert_allclose(outputs, want, atol=TOL)
+    # the client resumes over HTTP from wherever the server got to (frames it had buffered
+    # may still be applying meanwhile: each carries its index, so a 409 says where it is now)
+    at = httpx.get(f"{server.url}/v1/sessions/{sid}", headers=headers).json()["step"]
+    for _ in range(41):
+        rest = httpx.post(url, json={"inputs": raw[at:].tolist(), "step": at}, headers=headers)
+        if rest.status_code != 409:
+            break
+        at = rest.json()["current_step"]
+    assert rest.status_code == 200, rest.text
+    assert 1 <= at <= 40
+    assert rest.json()["replayed"] is False
+    assert rest.json()["step"] == 45
+    # every step applied exactly once, in order: the outputs are the reference's from `at`
+    np.testing.assert_allclose(rest.json()["outputs"], want[at:], atol=TOL)
+    again = httpx.post(url, json={"inputs": raw[at:].tolist(), "step": at}, headers=headers)
+    assert again.json()["replayed"] is True
+    assert again.json()["outputs"] == rest.json()["outputs"]
+    assert httpx.get(f"{server.url}/v1/sessions/{sid}", headers=headers).json()["step"] == 45
+
+
+def test_a_frame_over_the_size_limit_closes_with_1009(server: ServerProcess) -> None:
+    sid = _session(server)
+    limit = 4 << 20  # SEQSERVE_LIMITS__MAX_BODY_BYTES, the default, is uvicorn's ws_max_size
+    with _ws(server, sid) as ws:
+        ws.send(json.dumps({"inputs": [[315.0]], "step": 0}))
+        assert json.loads(ws.recv(timeout=10))["step"] == 1
+        ws.send('{"inputs": [[315.0]], "pad": "' + "x" * limit + '"}')
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+    # the session is untouched and a new connection carries on
+    with _ws(server, sid) as ws:
+        ws.send(json.dumps({"inputs": [[316.0]], "step": 1}))
+        assert json.loads(ws.recv(timeout=10))["step"] == 2
 
 
 def _sse_events(text: str) -> list[tuple[str, dict]]:

@@ -10,6 +10,9 @@ from fastapi.testclient import TestClient
 from seqserve.service.app import create_app
 from seqserve.service.settings import Settings
 
+from tests.service.clock import FakeClock
+from tests.service.clock import install as install_clock
+
 MakeClient = Callable[..., TestClient]
 
 
@@ -50,3 +53,9 @@ def co2_like(n: int, seed: int = 0) -> np.ndarray:
     t = np.arange(n)
     rng = np.random.default_rng(seed)
     return (315 + 0.03 * t + 3 * np.sin(2 * np.pi * t / 52) + rng.normal(0, 0.3, n))[:, None]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The wall clock (`time.time`) frozen until the test advances it."""
+    return install_clock(monkeypatch)

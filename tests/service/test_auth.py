@@ -35,10 +35,13 @@ def test_sessions_are_visible_only_to_their_key(make_client: MakeClient, tmp_pat
     client = _keyed(make_client, tmp_path)
     sid = client.post("/v1/sessions", json={"model": "diffed"}, headers=A).json()["id"]
     mine = client.post("/v1/sessions", json={"model": "diffed"}, headers=B).json()["id"]
+    # stepped once, so that every route (forecasts too) would answer its owner with a 2xx
+    assert client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[1.0]]}, headers=A).is_success
     for method, path, body in (
         ("GET", "", None),
         ("POST", "/steps", {"inputs": [[1.0]]}),
         ("POST", "/forecast", {"horizon": 2}),
+        ("GET", "/forecast/stream?horizon=2", None),
         ("POST", "/reset", None),
         ("POST", "/fork", None),
         ("GET", "/state", None),
@@ -48,7 +51,7 @@ def test_sessions_are_visible_only_to_their_key(make_client: MakeClient, tmp_pat
         assert r.status_code == 404, (method, path, r.status_code)
     assert [s["id"] for s in client.get("/v1/sessions", headers=B).json()["sessions"]] == [mine]
     assert [s["id"] for s in client.get("/v1/sessions", headers=A).json()["sessions"]] == [sid]
-    assert client.get(f"/v1/sessions/{sid}", headers=A).json()["step"] == 0
+    assert client.get(f"/v1/sessions/{sid}", headers=A).json()["step"] == 1
 
 
 def test_owner_is_a_digest_not_the_key(make_client: MakeClient, tmp_path: Path) -> None:

@@ -1,23 +1,19 @@
-"""TTLs (410 vs 404), admission caps (429 + Retry-After) and idle eviction."""
+"""TTLs (410 vs 404), admission caps (429 + Retry-After) and idle eviction; the wall clock is
+a FakeClock moved by hand, so no test races the real one on a loaded machine."""
 
 from __future__ import annotations
 
 import time
 
+from tests.service.clock import FakeClock
 from tests.service.conftest import MakeClient, new_session, step
 
 
-def _wait_until_past(seconds: float) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        time.sleep(0.02)
-
-
-def test_idle_ttl_expires_to_410_and_is_counted(make_client: MakeClient) -> None:
+def test_idle_ttl_expires_to_410_and_is_counted(make_client: MakeClient, clock: FakeClock) -> None:
     client = make_client()
-    sid = new_session(client, idle_ttl_s=0.3)["id"]
-    other = new_session(client)["id"]
-    _wait_until_past(0.35)
+    sid = new_session(client, idle_ttl_s=30)["id"]
+    other = new_session(client, idle_ttl_s=60)["id"]
+    clock.advance(30.1)
     for method, path in (("GET", ""), ("POST", "/steps"), ("DELETE", "")):
         body = {"inputs": [[1.0]]} if method == "POST" else None
         r = client.request(method, f"/v1/sessions/{sid}{path}", json=body)
@@ -28,22 +24,33 @@ def test_idle_ttl_expires_to_410_and_is_counted(make_client: MakeClient) -> None
     assert "seqserve_sessions_expired_total 1.0" in client.get("/metrics").text
 
 
-def test_activity_refreshes_idle_ttl_but_not_absolute_ttl(make_client: MakeClient) -> None:
+def test_activity_refreshes_idle_ttl_but_not_absolute_ttl(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
     client = make_client()
-    sid = new_session(client, idle_ttl_s=0.4, ttl_s=0.9)["id"]
-    for _ in range(3):
-        _wait_until_past(0.25)
+    sid = new_session(client, idle_ttl_s=40, ttl_s=90)["id"]
+    for _ in range(3):  # 75 s in all, past the idle TTL: each step pushed it on
+        clock.advance(25)
         assert step(client, sid, [[1.0]]).status_code == 200
-    _wait_until_past(0.25)
-    assert client.get(f"/v1/sessions/{sid}").status_code == 410
+    clock.advance(14.9)  # 89.9 s: idle since the last step for 14.9 s of its 40
+    assert client.get(f"/v1/sessions/{sid}").status_code == 200
+    clock.advance(0.2)  # 90.1 s: the absolute TTL ends it however recent the last step
+    r = client.get(f"/v1/sessions/{sid}")
+    assert r.status_code == 410
+    assert r.json()["reason"] == "expired"
 
 
-def test_sweeper_removes_expired_sessions(make_client: MakeClient) -> None:
-    client = make_client(sessions={"sweep_interval_s": 0.05})
-    new_session(client, idle_ttl_s=0.1)
-    _wait_until_past(0.4)
-    assert client.get("/v1/sessions").json()["sessions"] == []
-    assert "seqserve_sessions_active 0.0" in client.get("/metrics").text
+def test_sweeper_removes_expired_sessions(make_client: MakeClient, clock: FakeClock) -> None:
+    client = make_client(sessions={"sweep_interval_s": 0.02})
+    new_session(client, idle_ttl_s=10)
+    kept = new_session(client, idle_ttl_s=60)["id"]
+    clock.advance(11)
+    # the gauge counts slots still held, so it only drops once a sweep has run; poll for it
+    deadline = time.monotonic() + 30
+    while "seqserve_sessions_active 1.0" not in client.get("/metrics").text:
+        assert time.monotonic() < deadline, "no sweep freed the expired session"
+        time.sleep(0.02)
+    assert [s["id"] for s in client.get("/v1/sessions").json()["sessions"]] == [kept]
 
 
 def test_ttl_requests_beyond_caps_are_refused(make_client: MakeClient) -> None:
@@ -77,12 +84,15 @@ def test_state_bytes_cap(make_client: MakeClient) -> None:
     assert f"seqserve_state_bytes {3.0 * nbytes}" in capped.get("/metrics").text
 
 
-def test_idle_eviction_at_the_cap_takes_the_least_recently_used(make_client: MakeClient) -> None:
-    client = make_client(limits={"max_sessions": 2}, sessions={"evict_idle_s": 0.2})
+def test_idle_eviction_at_the_cap_takes_the_least_recently_used(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
+    client = make_client(limits={"max_sessions": 2}, sessions={"evict_idle_s": 20})
     old = new_session(client)["id"]
     busy = new_session(client)["id"]
-    _wait_until_past(0.25)
-    step(client, busy, [[1.0]])  # busy is recent; old has idled past evict_idle_s
+    clock.advance(19)
+    step(client, busy, [[1.0]])  # busy is recent from here on
+    clock.advance(2)  # old has idled 21 s, past evict_idle_s; busy only 2 s
     assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 201
     r = client.get(f"/v1/sessions/{old}")
     assert r.status_code == 410

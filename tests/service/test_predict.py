@@ -43,14 +43,21 @@ def test_last_only_and_forecast(client: TestClient, repo: Path) -> None:
         np.testing.assert_allclose(fc, exp.forecast(seq, 4), atol=TOL)
 
 
-def test_predict_equals_a_session_fed_the_same_sequence(client: TestClient) -> None:
+def test_predict_and_a_session_fed_the_same_sequence_match_the_reference(
+    client: TestClient, repo: Path
+) -> None:
+    exp = Expected(repo / "multi" / "1")
     seq = np.random.default_rng(0).normal(0, 1, (30, 3))
+    want, want_fc = exp.run(seq)[0], exp.forecast(seq, 3)
     pred = client.post("/v1/models/multi/predict", json={"inputs": [seq.tolist()], "horizon": 3})
+    assert pred.status_code == 200, pred.text
+    np.testing.assert_allclose(pred.json()["outputs"][0], want, atol=TOL)
+    np.testing.assert_allclose(pred.json()["forecast"][0], want_fc, atol=TOL)
     sid = new_session(client, "multi")["id"]
     out = step(client, sid, seq.tolist()).json()["outputs"]
     fc = client.post(f"/v1/sessions/{sid}/forecast", json={"horizon": 3}).json()["forecast"]
-    np.testing.assert_allclose(pred.json()["outputs"][0], out, atol=TOL)
-    np.testing.assert_allclose(pred.json()["forecast"][0], fc, atol=TOL)
+    np.testing.assert_allclose(out, want, atol=TOL)
+    np.testing.assert_allclose(fc, want_fc, atol=TOL)
 
 
 def test_predict_limits_and_errors(client: TestClient) -> None:

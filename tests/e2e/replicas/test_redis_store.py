@@ -175,7 +175,9 @@ def test_batched_save_reports_per_session_in_one_script_call(
 
 def test_idle_expiry_is_410_then_404_after_the_tombstone(make_store: MakeStore) -> None:
     async def go() -> None:
-        store = make_store(tombstone_ttl_s=0.3)
+        # waits only ever run past a deadline; what must still hold after one (the tombstone)
+        # gets seconds of slack, not tenths
+        store = make_store(tombstone_ttl_s=2.0)
         s = session(idle=0.2)
         await store.create(s, LAYOUT, None)
         deleted = session()
@@ -187,7 +189,7 @@ def test_idle_expiry_is_410_then_404_after_the_tombstone(make_store: MakeStore) 
         with pytest.raises(Gone) as gone:
             await store.get(s.id)
         assert gone.value.extra["reason"] == "expired"
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(2.0)
         with pytest.raises(NotFound):
             await store.get(s.id)
         with pytest.raises(NotFound):
@@ -243,10 +245,11 @@ def test_eviction_at_the_cap_takes_the_least_recently_used_idle_session(
 ) -> None:
     async def go() -> None:
         evicted: list[int] = []
-        store = make_store(max_sessions=2, evict_idle_s=0.1, on_evicted=evicted.append)
+        # `recent` must stay under evict_idle_s until the end: a second of slack, not 0.1 s
+        store = make_store(max_sessions=2, evict_idle_s=1.0, on_evicted=evicted.append)
         old, recent = session(), session()
         await store.create(old, LAYOUT, None)
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(1.05)
         await store.create(recent, LAYOUT, None)
         await store.create(session(), LAYOUT, None)  # full: `old` is idle long enough
         assert evicted == [1]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 import zlib
 from typing import Any
 
@@ -160,4 +163,26 @@ def test_sequence_session_ids_separate_callers_models_and_id_types() -> None:
         for seq in (7, "7", 2**64 - 1)
     }
     assert len(ids) == 12
-    assert sequences.session_id("k1", "a", 7) == sequences.session_id("k1", "a", 7)
+
+
+def test_sequence_session_ids_are_the_same_in_every_process() -> None:
+    """Replicas derive a sequence's session from its id alone, so the derivation must not
+    depend on the process (hash seeds) or change between releases (a rolling upgrade would
+    orphan every running sequence): pinned values, and a fresh interpreter agrees."""
+    pinned = {
+        ("k1", "a", 7): "v2-959f0ec466e6871a53cb1817e6747eed",
+        (None, "a", "7"): "v2-38398b39f9273e0d98a1510834077b5f",
+    }
+    for args, want in pinned.items():
+        assert sequences.session_id(*args) == want
+    code = (
+        "from seqserve.service.api.v2.sequences import session_id; print(session_id('k1', 'a', 7))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stdout.strip() == pinned[("k1", "a", 7)]
