@@ -69,11 +69,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         context = AppContext(engine, keys)
         install(app, context)
         sweeper = asyncio.create_task(_sweep(engine, settings.sessions.sweep_interval_s))
+        grpc_server = None
+        if settings.grpc_port is not None:  # imported only then: grpcio is an extra
+            from seqserve.service.api.grpc import server as grpc_front
+
+            grpc_server = await grpc_front.start(settings, context, app.version)
         log.info("ready", extra={"models": engine.registry.names()})
         try:
             yield
         finally:
             context.begin_drain()
+            if grpc_server is not None:
+                await grpc_front.stop(grpc_server, settings.shutdown_timeout_s)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

@@ -11,6 +11,7 @@ from seqserve.service.api.health import readiness
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.v2.errors import V2Error, error_response
 from seqserve.service.api.v2.views import config, metadata, resolve
+from seqserve.service.engine import Engine
 from starlette.responses import Response
 
 router = APIRouter(tags=["v2"])
@@ -54,13 +55,17 @@ async def repository_index(request: Request, engine: EngineDep, owner: OwnerDep)
             raise V2Error("failed to parse the repository index request") from None
         if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
             raise V2Error("Unable to parse 'ready'")
+    return FastJSON(repository_index_view(engine))
+
+
+def repository_index_view(engine: Engine) -> list[dict[str, str]]:
+    """Every loaded model version (HTTP and gRPC answer the same list)."""
     reg = engine.registry
-    index = [
+    return [
         {"name": name, "version": version, "state": "READY"}
         for name in reg.names()
         for version in reg.versions(name)
     ]
-    return FastJSON(index)
 
 
 async def model_metadata(
