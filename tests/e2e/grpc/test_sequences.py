@@ -7,9 +7,11 @@ interleaved sequences from threads and the session cap. Outputs equal the NumPy 
 
 from __future__ import annotations
 
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -173,6 +175,12 @@ def test_behaviour_at_the_session_cap(capped_grpc_server: ServerProcess) -> None
     alpha, beta = ({"x-api-key": key} for key in KEYS)
     chunk = series(2, 3, seed=36)
     refused(lambda: step(triton, "multi", chunk, 1, start=True), "UNAUTHENTICATED", "API key")
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()  # a stream without a key ends at once
+    triton.start_stream(callback=lambda result, error: answers.put((result, error)))
+    result, error = answers.get(timeout=30)  # refused at the start, before any request
+    assert result is None
+    assert "API key" in str(error)
+    triton.stop_stream()
     for seq_id in range(MAX_SESSIONS):
         step(triton, "multi", chunk, seq_id + 1, start=True, headers=alpha)
     refused(
