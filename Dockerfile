@@ -2,7 +2,7 @@
 # No torch, no compilers, no pip in the final stage; runs as uid 10001 on a read-only root.
 #
 #   docker build -t seqserve .
-#   docker run --rm --read-only -p 127.0.0.1:8000:8000 seqserve
+#   docker run --rm --read-only -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 seqserve
 #
 # Behind a TLS-intercepting proxy, mount its CA bundle and name it (podman, as CI does):
 #   podman build --format docker --network host \
@@ -20,11 +20,12 @@ RUN python -m venv /opt/seqserve
 WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-# The runtime ones plus the `redis` extra (the image serves state_store=redis too).
+# The runtime ones plus the `redis` extra (the image serves state_store=redis too) and the
+# `grpc` extra (the KServe V2 / Triton gRPC service on 8001).
 # Wheels only: nothing is compiled, so the build needs no compiler either.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis']))" > /tmp/requirements.txt \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis'] + p['optional-dependencies']['grpc']))" > /tmp/requirements.txt \
  && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: -r /tmp/requirements.txt
 
 # Then the project itself (seqserve/ with the CLI, service/ with the bundled model repository, model/).
@@ -48,7 +49,8 @@ RUN /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps . \
       $SITE/onnxruntime/capi/libonnxruntime.so.* \
  && find /opt/seqserve -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
  && cd /tmp && PYTHONDONTWRITEBYTECODE= /opt/seqserve/bin/python -c "import glob, uvicorn, \
-onnxruntime, seqserve.service.__main__, seqserve.service.state.redis_store; \
+onnxruntime, seqserve.service.__main__, seqserve.service.state.redis_store, \
+seqserve.service.api.grpc.server, seqserve.service.api.grpc.servicer; \
 from seqserve.service.app import create_app; \
 from seqserve.service.settings import Settings; uvicorn.Config(create_app(Settings()), loop='uvloop', \
 http='httptools').load(); onnxruntime.InferenceSession(glob.glob('$SITE/seqserve/service/model_repository\
@@ -66,14 +68,15 @@ ENV PATH=/opt/seqserve/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SEQSERVE_HOST=0.0.0.0 \
-    SEQSERVE_PORT=8000
+    SEQSERVE_PORT=8000 \
+    SEQSERVE_GRPC_PORT=8001
 # The only place the server writes (a memory-store snapshot, when SEQSERVE_SNAPSHOT_PATH points
 # here, e.g. /data/sessions.snapshot). Everything else may be mounted read-only.
 VOLUME ["/data"]
 WORKDIR /data
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('SEQSERVE_PORT', '8000'), timeout=2)"]
+  CMD ["python", "-c", "import os, socket, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('SEQSERVE_PORT', '8000'), timeout=2); g = os.environ.get('SEQSERVE_GRPC_PORT'); g and socket.create_connection(('127.0.0.1', int(g)), timeout=2).close()"]
 ENTRYPOINT ["seqserve", "serve"]

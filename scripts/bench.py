@@ -44,7 +44,8 @@ def build_parser(prog: str = "python scripts/bench.py") -> argparse.ArgumentPars
     p.add_argument("--streams", type=_ints, default=[1, 16, 64, 256], help="HTTP streams")
     p.add_argument("--naive-streams", type=_ints, default=[1, 64], help="naive streams")
     p.add_argument("--ws-streams", type=_ints, default=[1, 64], help="WebSocket streams")
-    p.add_argument("--ws-procs", type=int, default=2, help="WebSocket client processes")
+    p.add_argument("--ws-procs", type=int, default=2, help="WebSocket (and gRPC) client processes")
+    p.add_argument("--grpc-streams", type=_ints, default=[64], help="gRPC streaming sequences")
     p.add_argument("--history", type=_ints, default=[10, 100, 1000, 10000])
     p.add_argument("--samples", type=int, help="timed steps per history length (200; quick 30)")
     p.add_argument("--sessions", type=int, help="sessions for RSS in process (1M; quick 50k)")
@@ -52,7 +53,7 @@ def build_parser(prog: str = "python scripts/bench.py") -> argparse.ArgumentPars
     p.add_argument("--repository", type=Path, help="model repository (default: the bundled one)")
     p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the seqserve server (repeatable)")  # fmt: skip
-    sections = ["floor", "http", "ws", "history", "rss", "naive", "extras"]
+    sections = ["floor", "http", "ws", "grpc", "history", "rss", "naive", "extras"]
     p.add_argument("--skip", action="append", default=[], choices=sections, help="leave out")
     p.add_argument("--out-dir", type=Path, help="where benchmarks.md goes (docs/; quick: temp)")
     p.add_argument("--from-json", type=Path, help="measure nothing: re-render this results file")
@@ -114,6 +115,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python scripts/bench.py
             _section(results, "http", bench.http)
         if "ws" not in args.skip:
             _section(results, "ws", bench.ws)
+        if "grpc" not in args.skip:
+            _section(results, "grpc", bench.grpc)
         if "history" not in args.skip:
             _section(results, "history", bench.history)
         if "extras" not in args.skip:

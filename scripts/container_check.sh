@@ -126,7 +126,8 @@ podman volume rm -f "$VOL" >/dev/null
 # ---- 3. the compose stack ----------------------------------------------------------------
 export SEQSERVE_IMAGE="$IMAGE"
 SEQSERVE_PUBLISH="127.0.0.1:$(free_port)"
-export SEQSERVE_PUBLISH
+SEQSERVE_GRPC_PUBLISH="127.0.0.1:$(free_port)"
+export SEQSERVE_PUBLISH SEQSERVE_GRPC_PUBLISH
 say "compose stack (redis, seqserve-1, seqserve-2, nginx) on $SEQSERVE_PUBLISH"
 compose "$PROJECT" up -d --no-build >"$LOGS/compose-up.log" 2>&1 || {
   grep -v systemd "$LOGS/compose-up.log" | tail -20 >&2

@@ -74,11 +74,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         watcher = None
         if settings.model_control_mode == "poll":
             watcher = asyncio.create_task(engine.repository.watch())
+        grpc_server = None
+        if settings.grpc_port is not None:  # imported only then: grpcio is an extra
+            from seqserve.service.api.grpc import server as grpc_front
+
+            grpc_server = await grpc_front.start(settings, context, app.version)
         log.info("ready", extra={"models": engine.registry.names()})
         try:
             yield
         finally:
             context.begin_drain()
+            if grpc_server is not None:
+                await grpc_front.stop(grpc_server, settings.shutdown_timeout_s)
             for task in (sweeper, watcher):
                 if task is not None:
                     task.cancel()

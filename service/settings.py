@@ -161,6 +161,18 @@ class Settings(BaseSettings):
     """After SIGTERM keep serving this long (readiness and new sessions answer 503) first."""
     shutdown_timeout_s: float = Field(10.0, gt=0)
     """After SIGTERM (and the drain delay), how long in-flight requests get to finish."""
+    grpc_port: int | None = Field(None, ge=1, le=65535)
+    """Port of the KServe V2 / Triton gRPC service (on `host`, needs the `grpc` extra); unset:
+    gRPC off. The Docker image sets 8001, as Triton."""
+    grpc_max_message_bytes: int = Field(16 << 20, ge=1024, le=2**31 - 1)
+    """Largest gRPC message received or sent (RESOURCE_EXHAUSTED beyond it)."""
+    grpc_keepalive_s: float = Field(30.0, gt=0)
+    """gRPC keepalive: ping a connection idle this long, close it when the ping goes unanswered
+    for as long again."""
+    grpc_tls_cert: Path | None = None
+    """PEM certificate chain for gRPC over TLS (with `grpc_tls_key`); unset: plaintext."""
+    grpc_tls_key: Path | None = None
+    """PEM private key for gRPC over TLS (with `grpc_tls_cert`)."""
 
     @field_validator("model_repository")
     @classmethod
@@ -192,6 +204,7 @@ class Settings(BaseSettings):
                 "SEQSERVE_SESSIONS__MAX_TTL_S or lower the defaults"
             )
         self._check_state_store()
+        self._check_grpc_tls()
         if self.security.api_keys_file is not None and not self.security.api_keys_file.is_file():
             raise ValueError(
                 f"SEQSERVE_SECURITY__API_KEYS_FILE={self.security.api_keys_file} is not a file"
@@ -209,6 +222,16 @@ class Settings(BaseSettings):
                 "SEQSERVE_SNAPSHOT_PATH is for the memory store: with Redis the sessions already "
                 "outlive the process; unset one of them"
             )
+
+    def _check_grpc_tls(self) -> None:
+        pair = (self.grpc_tls_cert, self.grpc_tls_key)
+        if (pair[0] is None) != (pair[1] is None):
+            raise ValueError(
+                "gRPC TLS needs both SEQSERVE_GRPC_TLS_CERT and SEQSERVE_GRPC_TLS_KEY, or neither"
+            )
+        for path in pair:
+            if path is not None and not path.is_file():
+                raise ValueError(f"gRPC TLS file {path} is not a file")
 
     def api_keys(self) -> list[str]:
         """All configured keys: inline ones plus those in the secret file."""

@@ -9,7 +9,7 @@ from typing import Any
 import psutil
 from launch import ServerProcess
 
-from benchlib import wrk, wsload
+from benchlib import grpcload, wrk, wsload
 from benchlib.client import metric_total, scrape
 
 
@@ -87,6 +87,24 @@ def http_point(target: Target, streams: int, seconds: float) -> dict[str, Any]:
 def ws_point(target: Target, streams: int, seconds: float, processes: int) -> dict[str, Any]:
     before, cpu0, busy0 = _metrics(target), target.server.cpu_seconds(), _busy()
     r = wsload.run(target.server.url, target.ids, streams, seconds, processes)
+    figures = _server_figures(target, before, cpu0, busy0, r.messages, r.seconds, r.client_cpu_s)
+    return {
+        "rps": r.rate,
+        "p50_ms": r.p50_ms,
+        "p99_ms": r.p99_ms,
+        "requests": r.messages,
+        "errors": r.errors,
+        "client_processes": r.processes,
+        "client_cores": r.client_cpu_s / r.seconds,
+        **figures,
+    }
+
+
+def grpc_point(target: Target, streams: int, seconds: float, processes: int) -> dict[str, Any]:
+    """gRPC streaming steps at `streams` sequences (the server's SEQSERVE_GRPC_PORT)."""
+    before, cpu0, busy0 = _metrics(target), target.server.cpu_seconds(), _busy()
+    address = "127.0.0.1:" + target.server.env["SEQSERVE_GRPC_PORT"]
+    r = grpcload.run(address, "co2", streams, seconds, processes)
     figures = _server_figures(target, before, cpu0, busy0, r.messages, r.seconds, r.client_cpu_s)
     return {
         "rps": r.rate,

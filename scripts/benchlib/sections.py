@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -11,11 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from launch import ServerProcess
+from launch import ServerProcess, free_port
 
 from benchlib import floor, history, rss, wrk, wsload
 from benchlib.client import Client
-from benchlib.load import Target, http_point, rss_over_http, ws_point
+from benchlib.load import Target, grpc_point, http_point, rss_over_http, ws_point
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 MODEL = "co2"
@@ -36,6 +37,10 @@ def _random_repository() -> Path:
     root = Path(tempfile.mkdtemp(prefix="bench-repo-"))
     export_random_model(root, cell="lstm", n_features=1, hidden_size=64, num_layers=1, name=MODEL)
     return root
+
+
+def _grpc_installed() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("grpc", "tritonclient"))
 
 
 class Bench:
@@ -77,6 +82,8 @@ class Bench:
 
     def start_servers(self) -> None:
         env = dict(kv.split("=", 1) for kv in self.args.server_env)
+        if "grpc" not in self.args.skip and _grpc_installed():
+            env.setdefault("SEQSERVE_GRPC_PORT", str(free_port()))
         seq = ServerProcess.seqserve(self.repository, self.log_dir, **env)
         servers = {
             "empty": ServerProcess.script("empty", SCRIPTS / "empty_app.py", self.log_dir),
@@ -146,6 +153,27 @@ class Bench:
                     f"{p.get('batch_mean') or 0:.1f} (cores: server {p['server_cores']:.2f}, "
                     f"{p['client_processes']} clients {p['client_cores']:.2f}, others "
                     f"{p['other_cores']:.2f}), "
+                    f"{p['errors']} errors",
+                    flush=True,
+                )
+        return {"status": "ok", "seqserve": points}
+
+    def grpc(self) -> dict[str, Any]:
+        """Triton's gRPC streaming (one ModelStreamInfer stream per client process)."""
+        target = self.targets["seqserve"]
+        if "SEQSERVE_GRPC_PORT" not in target.server.env:
+            print("   gRPC pending: the grpc extra is not installed", flush=True)
+            return {"status": "pending", "reason": 'pip install "seqserve[grpc]"'}
+        points: dict[str, list[dict[str, Any]]] = {}
+        for r in range(self.args.repeats):
+            for streams in self.args.grpc_streams:
+                p = grpc_point(target, streams, self.args.duration, self.args.ws_procs)
+                points.setdefault(str(streams), []).append(p)
+                print(
+                    f"   round {r + 1} grpc {streams:3} streams: {p['rps']:8,.0f}/s p50 "
+                    f"{p['p50_ms']:.2f} p99 {p['p99_ms']:.2f} ms, batch "
+                    f"{p.get('batch_mean') or 0:.1f} (cores: server {p['server_cores']:.2f}, "
+                    f"{p['client_processes']} clients {p['client_cores']:.2f}), "
                     f"{p['errors']} errors",
                     flush=True,
                 )

@@ -45,7 +45,7 @@ def _floor_rows(results: dict[str, Any]) -> list[Row]:
 
 def _load_rows(results: dict[str, Any], section: str, name: str, label: str) -> list[Row]:
     rows: list[Row] = []
-    streams_key = "ws_streams" if section == "ws" else "streams"
+    streams_key = {"ws": "ws_streams", "grpc": "grpc_streams"}.get(section, "streams")
     for streams in results.get("config", {}).get(streams_key, []):
         p = point(results, section, name, streams)
         if not p:
@@ -145,6 +145,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out += _load_rows(results, "ws", "seqserve", "seqserve WS")
     elif ws:
         out.append(("seqserve WS", "steps/s", f"pending: {ws.get('reason', '')}"[:120], "", ""))
+    grpc = results.get("grpc", {})
+    if grpc.get("status") == "ok":
+        out += _load_rows(results, "grpc", "seqserve", "seqserve gRPC stream")
+    elif grpc:
+        out.append(
+            ("seqserve gRPC stream", "steps/s", f"pending: {grpc.get('reason', '')}", "", "")
+        )
     out += _load_rows(results, "http", "naive", "naive HTTP")
     out += _history_rows(results)
     out += _rss_rows(results)

@@ -1,23 +1,19 @@
 """`POST /v2/models/{model}[/versions/{version}]/infer`: the V2 inference endpoint.
 
 The body is read raw: tritonclient sends no Content-Type, and binary tensor data follows the
-JSON header. Parse, call the engine once (through `execute`), shape the answer. `infer` is the
-one handler; the fast lane (`api/fastlane.py`) calls it straight from ASGI, and the routes
-below exist for the OpenAPI document only.
+JSON header. Parse, call the engine once (through `dataplane.infer`, shared with gRPC), shape
+the answer. `infer` is the one handler; the fast lane (`api/fastlane.py`) calls it straight
+from ASGI, and the routes below exist for the OpenAPI document only.
 """
 
 from __future__ import annotations
-
-import time
 
 from fastapi import APIRouter
 from seqserve.service.api.context import AppContext, app_context
 from seqserve.service.api.deps import caller_of
 from seqserve.service.api.keys import presented_key
-from seqserve.service.api.v2 import codec, compression
+from seqserve.service.api.v2 import codec, compression, dataplane
 from seqserve.service.api.v2.errors import error_response
-from seqserve.service.api.v2.execute import execute
-from seqserve.service.api.v2.views import resolve
 from seqserve.service.errors import SeqServeError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,26 +42,18 @@ async def infer(
 async def _run(
     ctx: AppContext, request: Request, owner: str | None, name: str, version: str | None
 ) -> Response:
-    started = time.perf_counter_ns()
-    engine = ctx.engine
-    model = resolve(engine, name, version)
     headers = request.headers
-    try:
+
+    async def read() -> codec.InferRequest:
         body = await compression.inflate_body(
             await request.body(),
             headers.get("content-encoding"),
-            engine.settings.limits.max_body_bytes,
+            ctx.engine.settings.limits.max_body_bytes,
         )
-        req = codec.parse(body, headers.get(HEADER_LENGTH), name)
-        model, outputs = await execute(
-            engine, owner, model, version, req, caller_of(request, owner)
-        )
-    except SeqServeError:
-        ctx.v2_stats.record(model, False, 0, time.perf_counter_ns() - started)
-        raise
-    m = model.manifest
-    batch = next((t.shape[0] for t in req.inputs if t.name == m.signature.data_input.name), 0)
-    ctx.v2_stats.record(model, True, batch, time.perf_counter_ns() - started)
+        return codec.parse(body, headers.get(HEADER_LENGTH), name)
+
+    answer = await dataplane.infer(ctx, owner, caller_of(request, owner), name, version, read)
+    m, req, outputs = answer.model.manifest, answer.request, answer.outputs
     payload, header_length = codec.encode(m.name, m.version, req.id, outputs)
     reply = {"Content-Type": "application/json"}
     if header_length is not None:

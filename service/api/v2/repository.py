@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from seqserve.service.api.deps import AdminDep, EngineDep, ReaderDep
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.v2.errors import V2Error
+from seqserve.service.api.v2.server import repository_index_view
 from seqserve.service.runtime.registry import READY
 from starlette.responses import Response
 
@@ -44,8 +45,8 @@ async def repository_index(request: Request, engine: EngineDep, reader: ReaderDe
     ready = (await _options(request, "repository index")).get("ready", False)
     if not isinstance(ready, bool):
         raise V2Error("Unable to parse 'ready'")
-    states = engine.registry.index()
-    return FastJSON([s.view() for s in states if s.state == READY or not ready])
+    index = repository_index_view(engine)
+    return FastJSON([s for s in index if s["state"] == READY or not ready])
 
 
 @router.post("/v2/repository/models/{model}/load", summary="V2 load (or reload) a model")

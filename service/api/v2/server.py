@@ -10,6 +10,7 @@ from seqserve.service.api.health import readiness
 from seqserve.service.api.responses import FastJSON
 from seqserve.service.api.v2.errors import error_response
 from seqserve.service.api.v2.views import config, metadata, resolve
+from seqserve.service.engine import Engine
 from starlette.responses import Response
 
 router = APIRouter(tags=["v2"])
@@ -42,6 +43,12 @@ async def ready(ctx: ContextDep) -> Response:
     if not_ready is not None:
         return error_response(not_ready)
     return Response(status_code=200)
+
+
+def repository_index_view(engine: Engine) -> list[dict[str, Any]]:
+    """Every model version in the repository with its state (gRPC's RepositoryIndex; HTTP's
+    is in api/v2/repository.py)."""
+    return [state.view() for state in engine.registry.index()]
 
 
 async def model_metadata(
