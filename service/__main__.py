@@ -7,9 +7,10 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 from seqserve.service import logs, settings_errors
-from seqserve.service.app import begin_drain, create_app
+from seqserve.service.app import begin_drain, create_app, load_models
 from seqserve.service.connections import guarded_protocol
 from seqserve.service.drain import DrainingServer
+from seqserve.service.errors import ModelLoadError
 from seqserve.service.settings import Settings
 
 
@@ -20,7 +21,15 @@ def main(argv: list[str] | None = None) -> int:
         print(settings_errors.describe(exc), file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_json)
-    app = create_app(settings)
+    try:  # before uvicorn starts: a broken model is an operator's message, not a traceback
+        models = load_models(settings)
+    except ModelLoadError as exc:
+        print(
+            settings_errors.describe_repository(settings.model_repository, str(exc)),
+            file=sys.stderr,
+        )
+        return 2
+    app = create_app(settings, models=models)
     limits = settings.limits
     config = uvicorn.Config(
         app,

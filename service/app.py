@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-from seqserve.service.api import health, models, openapi, pages, problems, sessions, streaming
+from seqserve.service.api import health, openapi, pages, problems, sessions, streaming
 from seqserve.service.api.context import AppContext, install, started_context
 from seqserve.service.api.fastlane import FastLane
 from seqserve.service.api.keys import KeyRing
@@ -34,10 +34,15 @@ request. Errors are RFC 9457 problem details. With API keys configured, send `X-
 """
 
 
-def build_engine(settings: Settings, metrics: Metrics) -> Engine:
-    registry = Registry.scan(
+def load_models(settings: Settings) -> Registry:
+    """Every version in the model repository, checked; ModelLoadError names the first bad one."""
+    return Registry.scan(
         settings.model_repository, settings.ort_threads, settings.model_default_versions
     )
+
+
+def build_engine(settings: Settings, metrics: Metrics, models: Registry | None = None) -> Engine:
+    registry = models if models is not None else load_models(settings)
     return Engine(settings, registry, open_store(settings, metrics), metrics)
 
 
@@ -57,13 +62,16 @@ async def _sweep(engine: Engine, interval: float) -> None:
             log.exception("session sweep failed")
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, registry: CollectorRegistry | None = None, models: Registry | None = None
+) -> FastAPI:
+    """The app; `models` is the loaded repository when the caller has checked it already."""
     metrics = Metrics(registry or CollectorRegistry())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            engine = build_engine(settings, metrics)
+            engine = build_engine(settings, metrics, models)
         except ModelLoadError as exc:
             log.error("cannot load the model repository: %s", exc)
             raise

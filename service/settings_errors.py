@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import ValidationError
 
 PREFIX = "SEQSERVE_"
@@ -27,3 +29,16 @@ def describe(exc: ValidationError) -> str:
         shown = f"={given}" if isinstance(given, str | int | float) and not secret else ""
         lines.append(f"  {env_name(loc)}{shown}: {message}")
     return "seqserve: bad settings:\n" + "\n".join(lines)
+
+
+def describe_repository(root: Path, problem: str) -> str:
+    """A model that failed its checks at start-up: which one, why, and what to do."""
+    where = str(root).rstrip("/") + "/"
+    return "\n".join(
+        [
+            f"seqserve: cannot serve the model repository {root} (SEQSERVE_MODEL_REPOSITORY):",
+            f"  {problem.replace(where, '')}",
+            "Fix that version (export or `seqserve import` it again), or move it out of the",
+            "repository; every <model>/<version>/ folder must pass its checks to start.",
+        ]
+    )

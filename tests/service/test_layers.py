@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": LEAVES | {"runtime", "state", "engine"},
     "app": LEAVES | {"runtime", "state", "engine", "api"},
-    "__main__": {"app", "connections", "drain", "settings", "settings_errors", "logs"},
+    "__main__": {"app", "connections", "drain", "errors", "settings", "settings_errors", "logs"},
 }
 
 

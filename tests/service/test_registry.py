@@ -77,8 +77,12 @@ def test_bad_model_stops_the_server_with_a_message(repo_copy: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0
-    assert "disagrees with the manifest" in proc.stderr
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"seqserve: cannot serve the model repository {repo_copy}")
+    assert lines[1].strip().startswith("gru/1/model.onnx: SHA-256")  # the version, its fault
+    assert "disagrees with the manifest" in lines[1]
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.e2e  # runs the real server process (which must refuse to start)
