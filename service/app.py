@@ -35,7 +35,7 @@ request. Errors are RFC 9457 problem details. With API keys configured, send `X-
 
 
 def build_engine(settings: Settings, metrics: Metrics) -> Engine:
-    registry = Registry.scan(settings.model_repository, settings.ort_threads)
+    registry = Registry.scan(settings.model_repository, settings.ort_threads, settings.ort)
     return Engine(settings, registry, open_store(settings, metrics), metrics)
 
 

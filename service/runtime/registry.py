@@ -10,6 +10,7 @@ from seqserve.service.runtime.layout import Layout
 from seqserve.service.runtime.manifest import Manifest
 from seqserve.service.runtime.onnx_model import OnnxModel
 from seqserve.service.runtime.transform import Transform
+from seqserve.service.settings import OrtSettings
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class LoadedModel:
         return [p.input for p in self.manifest.signature.state]
 
     @classmethod
-    def load(cls, directory: Path, threads: int) -> LoadedModel:
-        runtime = OnnxModel.load(directory, threads)
+    def load(cls, directory: Path, threads: int, ort: OrtSettings | None = None) -> LoadedModel:
+        runtime = OnnxModel.load(directory, threads, ort)
         m = runtime.manifest
         layout = Layout(tuple(runtime.state_shapes), m.n_features, m.n_outputs)
         return cls(runtime, Transform(m), layout)
@@ -39,14 +40,14 @@ class Registry:
         self._models = models
 
     @classmethod
-    def scan(cls, root: Path, threads: int = 1) -> Registry:
+    def scan(cls, root: Path, threads: int = 1, ort: OrtSettings | None = None) -> Registry:
         models: dict[str, dict[str, LoadedModel]] = {}
         for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
                 if not (version_dir.name.isascii() and version_dir.name.isdigit()):
                     continue
                 models.setdefault(model_dir.name, {})[version_dir.name] = LoadedModel.load(
-                    version_dir, threads
+                    version_dir, threads, ort
                 )
         if not models:
             raise ModelLoadError(f"model repository {root} holds no <model>/<version>/ folders")
