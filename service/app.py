@@ -24,6 +24,7 @@ from seqserve.service.runtime.registry import Registry
 from seqserve.service.settings import Settings
 from seqserve.service.state.factory import open_store
 from seqserve.service.state.snapshot import restore_at_start, write_at_shutdown
+from seqserve.service.tracing import build as build_tracing
 
 log = logging.getLogger("seqserve")
 
@@ -57,6 +58,7 @@ async def _sweep(engine: Engine, interval: float) -> None:
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
     metrics = Metrics(registry or CollectorRegistry())
+    tracing = build_tracing(settings.tracing)  # None when off: no opentelemetry import
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +67,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         except ModelLoadError as exc:
             log.error("cannot load the model repository: %s", exc)
             raise
+        engine.tracing = tracing
         await restore_at_start(settings.snapshot_path, engine.store, engine.registry)
         context = AppContext(engine, keys)
         install(app, context)
@@ -109,5 +112,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics=metrics,
         max_body_bytes=settings.limits.max_body_bytes,
         body_timeout_s=settings.limits.body_timeout_s,
+        tracing=tracing,
     )
     return app

@@ -39,6 +39,7 @@ from seqserve.service.session_locks import SessionLocks
 from seqserve.service.settings import Settings
 from seqserve.service.state.codec import decode_state, encode_state, state_target
 from seqserve.service.state.store import Session, StateStore
+from seqserve.service.tracing import Tracing
 
 Array = np.ndarray
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class Engine:
         self.store = store
         self.metrics = metrics
         self.draining = False  # set on SIGTERM: new sessions go to other replicas
+        self.tracing: Tracing | None = None  # set by create_app when tracing is on
         # steps and heavy work (forecasts, stateless predicts) run in separate pools: a step
         # never queues behind a long forecast
         self._pool = ThreadPoolExecutor(settings.ort_pool_size, thread_name_prefix="ort")
@@ -70,9 +72,9 @@ class Engine:
         self._locks = SessionLocks(MAX_WAITERS_PER_SESSION, settings.limits.retry_after_s)
         self._batchers: dict[tuple[str, str], StepBatcher] = {}
         for model in registry.all():
-            model.runtime.observe = metrics.runtime_observer(
-                model.manifest.name, model.manifest.version
-            )
+            m = model.manifest
+            model.runtime.observe = metrics.runtime_observer(m.name, m.version)
+            metrics.watch_model(m.name, m.version, model.runtime.provider)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -97,6 +99,8 @@ class Engine:
                 retry_after_s=self.settings.limits.retry_after_s,
                 adaptive=b.adaptive,
             )
+            batcher.observer = self.metrics.batch_observer(*key, batcher.depth)
+            batcher.tracing = self.tracing
         return batcher
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
