@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install seqserve with its dev, train and redis extras into .venv and run the whole test suite.
+# Install seqserve with its dev, train, redis and otel extras into .venv; run the whole suite.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,train,redis]"
+.venv/bin/python -m pip install -q -e ".[dev,train,redis,otel]"
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
