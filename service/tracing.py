@@ -97,7 +97,9 @@ class Tracing:
         return f"{ctx.trace_id:032x}" if ctx.is_valid else None
 
     @contextlib.contextmanager
-    def batch(self, model: str, version: str, links: Sequence[SpanContext | None]) -> Iterator[None]:
+    def batch(
+        self, model: str, version: str, links: Sequence[SpanContext | None]
+    ) -> Iterator[None]:
         """One span per step batch, linked from every request span that joined it."""
         from opentelemetry.trace import Link
 
@@ -138,4 +140,4 @@ class RequestSpan:
         if status >= 500:
             self.span.set_status(self._tracing._trace.Status(self._tracing._trace.StatusCode.ERROR))
         self.span.end()
-        self._tracing._context.detach(self._token)  # type: ignore[arg-type]
+        self._tracing._context.detach(self._token)

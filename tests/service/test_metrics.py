@@ -49,7 +49,9 @@ def test_queue_batch_build_and_provider_metrics(make_client: MakeClient) -> None
     info = {tuple(sorted(lbl.items())) for lbl, _ in found["seqserve_model_info"]}
     assert (("model", "diffed"), ("provider", "CPUExecutionProvider"), ("version", "2")) in info
     ((build, one),) = found["seqserve_build_info"]
-    assert one == 1.0 and build["version"] and build["onnxruntime"] != "unknown"
+    assert one == 1.0
+    assert build["version"]
+    assert build["onnxruntime"] != "unknown"
     assert found["process_cpu_seconds_total"][0][1] > 0
 
 

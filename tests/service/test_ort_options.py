@@ -39,8 +39,12 @@ def test_session_options_reach_onnx_runtime(repo: Path) -> None:
     assert used.enable_cpu_mem_arena is False
     default = LoadedModel.load(repo / "multi" / "1", threads=1)
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
-    states = [np.zeros((layers, 2, size), np.float32) for layers, size in default.layout.tensor_shapes]
-    for got, want in zip(model.runtime.run(x, states)[0], default.runtime.run(x, states)[0], strict=True):
+    states = [
+        np.zeros((layers, 2, size), np.float32) for layers, size in default.layout.tensor_shapes
+    ]
+    for got, want in zip(
+        model.runtime.run(x, states)[0], default.runtime.run(x, states)[0], strict=True
+    ):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 

@@ -61,7 +61,8 @@ def test_a_request_continues_the_callers_trace_and_answers_traceparent(
     assert response.status_code == 200
     (server,) = _named(spans, "GET /v1/models/{model}")
     assert server.kind == trace.SpanKind.SERVER
-    assert server.parent is not None and server.parent.span_id == 0x123
+    assert server.parent is not None
+    assert server.parent.span_id == 0x123
     assert server.context.trace_id == 0xABC
     assert server.attributes is not None
     assert server.attributes["http.response.status_code"] == 200
@@ -98,15 +99,15 @@ def test_a_batch_span_links_every_request_that_joined_it(
     (batch,) = _named(spans, "step batch")
     linked = {(link.context.trace_id, link.context.span_id) for link in batch.links}
     assert linked == {(s.context.trace_id, s.context.span_id) for s in requests}
-    assert batch.attributes is not None and batch.attributes["seqserve.batch_size"] == 4
+    assert batch.attributes is not None
+    assert batch.attributes["seqserve.batch_size"] == 4
     for name in ("onnxruntime run", "store commit"):
         (child,) = _named(spans, name)
-        assert child.parent is not None and child.parent.span_id == batch.context.span_id
+        assert child.parent is not None
+        assert child.parent.span_id == batch.context.span_id
 
 
-def test_json_logs_carry_the_trace_id(
-    make_client: MakeClient, spans: InMemorySpanExporter
-) -> None:
+def test_json_logs_carry_the_trace_id(make_client: MakeClient, spans: InMemorySpanExporter) -> None:
     client = make_client(tracing=TRACING)
     lines: list[str] = []
     handler = logging.Handler()
