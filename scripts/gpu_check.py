@@ -54,8 +54,11 @@ def _time(model: OnnxModel, x: Any, states: list[Any], rounds: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", action="store_true", help="write docs/gpu_check.json and "
-                        "the GPU section of docs/benchmarks.md")  # fmt: skip
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write docs/gpu_check.json and the GPU section of docs/benchmarks.md",
+    )
     parser.add_argument("--require-gpu", action="store_true", help="fail without CUDA")
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
@@ -65,8 +68,10 @@ def main() -> int:
     cpu = OnnxModel.load(directory, threads=1, options=OrtSettings(providers=[CPU]))
     gpu_model = OnnxModel.load(directory, threads=1, options=OrtSettings(providers=[CUDA, CPU]))
     mode = "gpu" if gpu_model.provider == CUDA else "cpu-only"
-    print(f"gpu_check: available providers {ort.get_available_providers()}; "
-          f"the CUDA session runs on {gpu_model.provider} ({mode})")  # fmt: skip
+    print(
+        f"gpu_check: available providers {ort.get_available_providers()}; "
+        f"the CUDA session runs on {gpu_model.provider} ({mode})"
+    )
     if mode != "gpu" and args.require_gpu:
         print("gpu_check: FAILED: --require-gpu and no CUDA provider in use", file=sys.stderr)
         return 1
@@ -82,8 +87,15 @@ def main() -> int:
         x, states = _inputs(cpu, batch, 1, seed=batch)
         cpu_s = _time(cpu, x, states, args.rounds)
         gpu_s = _time(gpu_model, x, states, args.rounds)
-        rows.append({"batch": batch, "cpu_us": cpu_s * 1e6, "gpu_us": gpu_s * 1e6,
-                     "cpu_steps_per_s": batch / cpu_s, "gpu_steps_per_s": batch / gpu_s})  # fmt: skip
+        rows.append(
+            {
+                "batch": batch,
+                "cpu_us": cpu_s * 1e6,
+                "gpu_us": gpu_s * 1e6,
+                "cpu_steps_per_s": batch / cpu_s,
+                "gpu_steps_per_s": batch / gpu_s,
+            }
+        )
         print(f"  batch {batch:>3}: CPU {cpu_s * 1e6:9.1f} µs  {mode} {gpu_s * 1e6:9.1f} µs")
     print(f"gpu_check: max |{mode} - CPU| = {worst:.3e} (bound {TOLERANCE:g})")
     if worst > TOLERANCE:
