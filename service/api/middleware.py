@@ -111,7 +111,7 @@ class RequestContext:
         if length.isdigit() and (len(length) > 18 or int(length) > self.max_body):
             too_large = BodyTooLarge(self.max_body).error()
             status = await self._render(scope, receive, send, request_id, too_large)
-            self._record(scope, status, started, request_id)
+            self._record(scope, status, started, request_id, span)
             return
         received = 0
         receive = deadline_receive(receive, self.body_timeout_s)
@@ -147,9 +147,7 @@ class RequestContext:
                 raise
             status = await self._render(scope, limited_receive, send, request_id, timeout.error())
         finally:
-            self._record(scope, status, started, request_id)
-            if span is not None:
-                span.end(status, getattr(scope.get("route"), "path", None))
+            self._record(scope, status, started, request_id, span)
 
     async def _render(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, error: SeqServeError
@@ -159,7 +157,14 @@ class RequestContext:
         await response(scope, receive, send)
         return error.status
 
-    def _record(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+    def _record(
+        self,
+        scope: Scope,
+        status: int,
+        started: float,
+        request_id: str,
+        span: RequestSpan | None = None,
+    ) -> None:
         elapsed = time.perf_counter() - started
         path = scope.get("path", "")
         route: Any = scope.get("route")
@@ -179,6 +184,8 @@ class RequestContext:
                 status,
                 extra={"request_id": request_id, "duration_ms": round(elapsed * 1000, 3)},
             )
+        if span is not None:  # after the access log, which carries its trace id
+            span.end(status, getattr(route, "path", None))
 
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

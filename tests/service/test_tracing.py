@@ -69,6 +69,23 @@ def test_a_request_continues_the_callers_trace_and_answers_traceparent(
     assert response.headers["traceparent"] == _traceparent(0xABC, server.context.span_id)
 
 
+def test_a_body_refused_before_reading_still_ends_its_span(
+    make_client: MakeClient, spans: InMemorySpanExporter
+) -> None:
+    client = make_client(tracing=TRACING, limits={"max_body_bytes": 1024})
+    response = client.post(
+        "/v1/sessions",
+        content=b"x" * 2048,
+        headers={"traceparent": _traceparent(0xABC, 0x5), "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    (server,) = _named(spans, "POST /v1/sessions")
+    assert server.attributes is not None
+    assert server.attributes["http.response.status_code"] == 413
+    assert response.headers["traceparent"] == _traceparent(0xABC, server.context.span_id)
+    assert trace.get_current_span().get_span_context().is_valid is False  # context detached
+
+
 def test_a_batch_span_links_every_request_that_joined_it(
     make_client: MakeClient, spans: InMemorySpanExporter
 ) -> None:
