@@ -84,6 +84,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await write_at_shutdown(settings.snapshot_path, engine.store, engine.registry)
             await engine.store.close()
             engine.close()
+            if tracing is not None:
+                tracing.close()
 
     app = FastAPI(
         title="seqserve",

@@ -30,7 +30,8 @@ def build(settings: TracingSettings) -> Tracing | None:
     if settings.exporter == "global":
         tracing = Tracing(trace.get_tracer(_SCOPE))
     else:
-        tracing = Tracing(_own_provider(settings).get_tracer(_SCOPE))
+        provider = _own_provider(settings)
+        tracing = Tracing(provider.get_tracer(_SCOPE), provider)
     logs.trace_ids = tracing.current_trace_id
     return tracing
 
@@ -61,14 +62,20 @@ def _own_provider(settings: TracingSettings) -> Any:
 class Tracing:
     """The spans seqserve makes; W3C trace context (traceparent) is the propagation format."""
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, provider: Any = None) -> None:
         from opentelemetry import context, trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._tracer = tracer
+        self._provider = provider  # our own SDK provider, flushed at shutdown; None for global
         self._trace = trace
         self._context = context
         self._propagator = TraceContextTextMapPropagator()
+
+    def close(self) -> None:
+        """Export the spans still queued (the app is stopping)."""
+        if self._provider is not None:
+            self._provider.shutdown()
 
     def start_request(self, method: str, path: str, headers: dict[bytes, bytes]) -> RequestSpan:
         """A server span continuing the caller's traceparent (if any), made current."""

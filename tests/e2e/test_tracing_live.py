@@ -1,4 +1,5 @@
-"""Tracing on a real uvicorn process: a response continues the caller's W3C trace."""
+"""Tracing on a real uvicorn process: a response continues the caller's W3C trace, and the
+spans reach the exporter by the time the server has stopped."""
 
 from __future__ import annotations
 
@@ -29,3 +30,7 @@ def test_a_live_response_carries_traceparent(start_server: StartServer) -> None:
     version, got_trace, span_id, flags = response.headers["traceparent"].split("-")
     assert (version, got_trace, flags) == ("00", trace_id, "01")
     assert span_id != "00f067aa0ba902b7"  # the server's own span, child of the caller's
+    server.stop()  # SIGTERM: the app flushes its span processor on the way out
+    exported = server.log_path.read_text()
+    assert f'"trace_id": "0x{trace_id}"' in exported
+    assert '"name": "step batch"' in exported
