@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install seqserve with its dev, train and redis extras into .venv and run the whole test suite.
+# Install seqserve with its dev, train, redis and otel extras into .venv; run the whole suite.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +9,9 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # the first install downloads a few hundred MB (torch for the model tests): pip shows each
 # package as it goes; a second run only checks what is there
-say "installing seqserve with its dev, train and redis extras into .venv (minutes the first time)"
+say "installing seqserve with its dev, train, redis and otel extras into .venv (minutes the first time)"
 set +e
-.venv/bin/python -m pip install -e ".[dev,train,redis]" 2>&1 \
+.venv/bin/python -m pip install -e ".[dev,train,redis,otel]" 2>&1 \
   | grep --line-buffered -E '^(Collecting|Downloading|Installing|Successfully|ERROR|error)'
 pip_status=${PIPESTATUS[0]}
 set -e

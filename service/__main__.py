@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    app = create_app(settings, models=models)
+    app = create_app(settings, loaded=models)
     limits = settings.limits
     config = uvicorn.Config(
         app,

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-from seqserve.service.api import health, openapi, pages, problems, sessions, streaming
+from seqserve.service.api import health, models, openapi, pages, problems, sessions, streaming
 from seqserve.service.api.context import AppContext, install, started_context
 from seqserve.service.api.fastlane import FastLane
 from seqserve.service.api.keys import KeyRing
@@ -24,6 +24,7 @@ from seqserve.service.runtime.registry import Registry
 from seqserve.service.settings import Settings
 from seqserve.service.state.factory import open_store
 from seqserve.service.state.snapshot import restore_at_start, write_at_shutdown
+from seqserve.service.tracing import build as build_tracing
 
 log = logging.getLogger("seqserve")
 
@@ -37,7 +38,10 @@ request. Errors are RFC 9457 problem details. With API keys configured, send `X-
 def load_models(settings: Settings) -> Registry:
     """Every version in the model repository, checked; ModelLoadError names the first bad one."""
     return Registry.scan(
-        settings.model_repository, settings.ort_threads, settings.model_default_versions
+        settings.model_repository,
+        settings.ort_threads,
+        settings.model_default_versions,
+        settings.ort,
     )
 
 
@@ -63,18 +67,20 @@ async def _sweep(engine: Engine, interval: float) -> None:
 
 
 def create_app(
-    settings: Settings, registry: CollectorRegistry | None = None, models: Registry | None = None
+    settings: Settings, registry: CollectorRegistry | None = None, loaded: Registry | None = None
 ) -> FastAPI:
-    """The app; `models` is the loaded repository when the caller has checked it already."""
+    """The app; `loaded` is the model repository when the caller has loaded it already."""
     metrics = Metrics(registry or CollectorRegistry())
+    tracing = build_tracing(settings.tracing)  # None when off: no opentelemetry import
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            engine = build_engine(settings, metrics, models)
+            engine = build_engine(settings, metrics, loaded)
         except ModelLoadError as exc:
             log.error("cannot load the model repository: %s", exc)
             raise
+        engine.tracing = tracing
         await restore_at_start(settings.snapshot_path, engine.store, engine.registry)
         context = AppContext(engine, keys, admin_keys)
         install(app, context)
@@ -103,6 +109,8 @@ def create_app(
             await write_at_shutdown(settings.snapshot_path, engine.store, engine.registry)
             await engine.store.close()
             engine.close()
+            if tracing is not None:
+                tracing.close()
 
     app = FastAPI(
         title="seqserve",
@@ -137,5 +145,6 @@ def create_app(
         metrics=metrics,
         max_body_bytes=settings.limits.max_body_bytes,
         body_timeout_s=settings.limits.body_timeout_s,
+        tracing=tracing,
     )
     return app

@@ -40,6 +40,7 @@ from seqserve.service.session_locks import SessionLocks
 from seqserve.service.settings import Settings
 from seqserve.service.state.codec import decode_state, encode_state, state_target
 from seqserve.service.state.store import Session, StateStore
+from seqserve.service.tracing import Tracing
 
 Array = np.ndarray
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class Engine:
         self.store = store
         self.metrics = metrics
         self.draining = False  # set on SIGTERM: new sessions go to other replicas
+        self.tracing: Tracing | None = None  # set by create_app when tracing is on
         # steps and heavy work (forecasts, stateless predicts) run in separate pools: a step
         # never queues behind a long forecast
         self._pool = ThreadPoolExecutor(settings.ort_pool_size, thread_name_prefix="ort")
@@ -77,6 +79,7 @@ class Engine:
     def _observe(self, model: LoadedModel) -> None:
         m = model.manifest
         model.runtime.observe = self.metrics.runtime_observer(m.name, m.version)
+        self.metrics.watch_model(m.name, m.version, model.runtime.provider)
 
     async def _retire(self, models: list[LoadedModel]) -> None:
         """Unloaded versions: their steps already queued or running finish, then the batcher
@@ -114,6 +117,8 @@ class Engine:
                 retry_after_s=self.settings.limits.retry_after_s,
                 adaptive=b.adaptive,
             )
+            batcher.observer = self.metrics.batch_observer(*key, batcher.depth)
+            batcher.tracing = self.tracing
         return batcher
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+_WAIT_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.05, 0.25, 1)
 _ORT_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1)
 
 
@@ -63,6 +74,33 @@ class Metrics:
         self.state_bytes = Gauge(
             "seqserve_state_bytes", "Bytes of recurrent state held.", registry=registry
         )
+        self.queue_depth = Gauge(
+            "seqserve_batch_queue_depth",
+            "Steps waiting for a batch, per model version.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "seqserve_batch_queue_wait_seconds",
+            "Time a step waited from its arrival at the batcher to its batch starting.",
+            ["model", "version"],
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.batches_in_flight = Gauge(
+            "seqserve_batches_in_flight",
+            "Step batches being run (state load, ONNX Runtime, commit), per model version.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "seqserve_model_info",
+            "1 for each loaded model version, labelled with the ONNX Runtime provider running it.",
+            ["model", "version", "provider"],
+            registry=registry,
+        )
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, RSS, open fds (Linux)
+        Info("seqserve_build", "Versions this server runs.", registry=registry).info(_build())
 
     def runtime_observer(self, model: str, version: str) -> Callable[[float, int], None]:
         """A callback for each ONNX Runtime call of a model version: (seconds, batch size)."""
@@ -75,7 +113,52 @@ class Metrics:
 
         return observe
 
+    def watch_model(self, model: str, version: str, provider: str) -> None:
+        self.model_info.labels(model, version, provider).set(1)
+
+    def batch_observer(self, model: str, version: str, depth: Callable[[], int]) -> BatchObserver:
+        """The queue and batch metrics of one model version's batcher (depth read at scrape)."""
+        self.queue_depth.labels(model, version).set_function(depth)
+        return BatchObserver(
+            self.queue_wait.labels(model, version).observe,
+            self.batches_in_flight.labels(model, version).inc,
+            self.batches_in_flight.labels(model, version).dec,
+        )
+
     def watch_store(self, stats: Callable[[], tuple[int, int]]) -> None:
         """Read the gauges from the store at scrape time."""
         self.sessions_active.set_function(lambda: stats()[0])
         self.state_bytes.set_function(lambda: stats()[1])
+
+
+class BatchObserver:
+    """Callbacks a batcher calls once per batch: queue waits, batch start and end."""
+
+    def __init__(
+        self,
+        wait: Callable[[float], None],
+        started: Callable[[], None],
+        finished: Callable[[], None],
+    ) -> None:
+        self.wait = wait
+        self.started = started
+        self.finished = finished
+
+
+def _build() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "version": version("seqserve"),
+        "python": platform.python_version(),
+        # one of the two is installed (seqserve[gpu] brings the CUDA build)
+        "onnxruntime": next(
+            (v for v in (version("onnxruntime"), version("onnxruntime-gpu")) if v != "unknown"),
+            "unknown",
+        ),
+        "numpy": version("numpy"),
+    }

@@ -106,6 +106,37 @@ class SecuritySettings(BaseModel):
     """Origins allowed by CORS. Empty (the default) turns CORS off."""
 
 
+class OrtSettings(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+    """ONNX Runtime execution providers in order of preference, e.g.
+    `["CUDAExecutionProvider", "CPUExecutionProvider"]` (needs `seqserve[gpu]`). One this
+    build lacks is skipped with a warning; the CPU provider is always the last fallback."""
+    provider_options: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Options per provider name, e.g. `{"CUDAExecutionProvider": {"device_id": "0"}}`."""
+    graph_optimization_level: Literal["disabled", "basic", "extended", "all"] = "all"
+    """ONNX Runtime graph optimizations applied when a model loads."""
+    inter_op_threads: int = Field(1, ge=1)
+    """Threads running independent graph nodes in parallel (`ort_threads` is intra-op)."""
+    cpu_mem_arena: bool = True
+    """Keep ONNX Runtime's CPU memory arena (faster; false returns memory between calls)."""
+
+
+class TracingSettings(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+    enabled: bool = False
+    """OpenTelemetry tracing (needs `seqserve[otel]`): W3C `traceparent` in and out, spans for
+    requests, batches, ONNX Runtime runs and store commits. Off costs nothing."""
+    exporter: Literal["otlp", "console", "global"] = "otlp"
+    """Where spans go: `otlp` (the standard `OTEL_EXPORTER_OTLP_*` variables say where),
+    `console` (stderr), or `global` (the process's own tracer provider, e.g. one set by
+    `opentelemetry-instrument`)."""
+    service_name: str = "seqserve"
+    """The `service.name` resource attribute of the spans."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEQSERVE_",
@@ -149,6 +180,10 @@ class Settings(BaseSettings):
     """Cross-session step batching."""
     security: SecuritySettings = SecuritySettings()
     """API keys and CORS."""
+    ort: OrtSettings = OrtSettings()
+    """ONNX Runtime providers and session options."""
+    tracing: TracingSettings = TracingSettings()
+    """OpenTelemetry tracing."""
     state_store: Literal["memory", "redis"] = "memory"
     """Where sessions live: `memory` (this process only) or `redis` (shared by all replicas)."""
     redis_url: SecretStr | None = None

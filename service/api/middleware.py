@@ -14,11 +14,14 @@ from typing import Any
 from seqserve.service.api.protocol import render_error
 from seqserve.service.errors import RequestTimeout, SeqServeError, TooLarge
 from seqserve.service.metrics import Metrics
+from seqserve.service.tracing import RequestSpan, Tracing
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("seqserve.access")
 _UNMEASURED = {"/metrics", "/healthz", "/readyz"}
+# FastAPI's docs routes set no route template of their own: label them by path, not "unmatched"
+_DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -72,9 +75,15 @@ def deadline_receive(receive: Receive, timeout_s: float) -> Receive:
 
 class RequestContext:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout_s: float = 30.0
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        body_timeout_s: float = 30.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
+        self.tracing = tracing
         self.metrics = metrics
         self.max_body = max_body_bytes
         self.body_timeout_s = body_timeout_s
@@ -94,11 +103,15 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
         sent_start = False
+        span: RequestSpan | None = None
+        if self.tracing is not None:
+            span = self.tracing.start_request(scope["method"], scope.get("path", ""), headers)
+            send = _with_headers(send, span.response_headers())
         length = headers.get(b"content-length", b"")
         if length.isdigit() and (len(length) > 18 or int(length) > self.max_body):
             too_large = BodyTooLarge(self.max_body).error()
             status = await self._render(scope, receive, send, request_id, too_large)
-            self._record(scope, status, started, request_id)
+            self._record(scope, status, started, request_id, span)
             return
         received = 0
         receive = deadline_receive(receive, self.body_timeout_s)
@@ -134,7 +147,7 @@ class RequestContext:
                 raise
             status = await self._render(scope, limited_receive, send, request_id, timeout.error())
         finally:
-            self._record(scope, status, started, request_id)
+            self._record(scope, status, started, request_id, span)
 
     async def _render(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, error: SeqServeError
@@ -144,11 +157,18 @@ class RequestContext:
         await response(scope, receive, send)
         return error.status
 
-    def _record(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+    def _record(
+        self,
+        scope: Scope,
+        status: int,
+        started: float,
+        request_id: str,
+        span: RequestSpan | None = None,
+    ) -> None:
         elapsed = time.perf_counter() - started
         path = scope.get("path", "")
         route: Any = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(route, "path", None) or (path if path in _DOCS else "unmatched")
         if path not in _UNMEASURED:
             key = (template, scope["method"], status)
             observe = self._observers.get(key)
@@ -164,3 +184,16 @@ class RequestContext:
                 status,
                 extra={"request_id": request_id, "duration_ms": round(elapsed * 1000, 3)},
             )
+        if span is not None:  # after the access log, which carries its trace id
+            span.end(status, getattr(route, "path", None))
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send` adding headers (the response's traceparent) to the response start."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return sending

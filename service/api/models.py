@@ -23,6 +23,7 @@ def model_view(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
         "latest": versions[-1],
         "forecastable": m.forecastable,
         "state_bytes": model.layout.nbytes,
+        "provider": model.runtime.provider,  # the ONNX Runtime execution provider running it
     }
 
 

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from seqserve.service.batching.assemble import run_groups, select
@@ -20,10 +20,15 @@ from seqserve.service.runtime.compute import advance
 from seqserve.service.runtime.registry import LoadedModel
 from seqserve.service.state.store import Replay, Session, StateStore
 
+if TYPE_CHECKING:
+    from seqserve.service.metrics import BatchObserver
+    from seqserve.service.tracing import Tracing
+
 log = logging.getLogger("seqserve.batcher")
 Array = np.ndarray
 RunInPool = Callable[..., Awaitable[Any]]
 QUIET_PASSES = 3  # event-loop passes without a new step before a batch closes early
+_UNTRACED = contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class StepJob:
     future: asyncio.Future[StepResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    queued: float = field(default_factory=time.perf_counter)  # for the queue-wait histogram
+    trace: Any = None  # the request's span context when tracing is on (the batch links to it)
 
 
 class StepBatcher:
@@ -71,12 +78,20 @@ class StepBatcher:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: list[StepJob] = []
+        self.observer: BatchObserver | None = None  # queue and batch metrics (set by the engine)
+        self.tracing: Tracing | None = None
+
+    def depth(self) -> int:
+        """Steps waiting for a batch."""
+        return len(self._pending)
 
     def submit(self, job: StepJob) -> asyncio.Future[StepResult]:
         if len(self._pending) >= self.max_queue:
             raise Overloaded("the step queue is full", self.retry_after_s)
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="step-batcher")
+        if self.tracing is not None:
+            job.trace = self.tracing.current()
         self._pending.append(job)
         self._arrived.set()
         if len(self._pending) >= self.max_batch:
@@ -110,7 +125,7 @@ class StepBatcher:
             ]
             self._running = batch
             try:
-                await self._execute(batch)
+                await self._observed(batch)
             except Exception as exc:  # e.g. the store failed: fail this batch, keep serving
                 error = exc if isinstance(exc, SeqServeError) else InferenceFailed("step failed")
                 if not isinstance(exc, SeqServeError):
@@ -142,14 +157,37 @@ class StepBatcher:
             await asyncio.sleep(0)
             quiet = quiet + 1 if len(self._pending) == before else 0
 
+    async def _observed(self, batch: list[StepJob]) -> None:
+        """_execute with the queue/batch metrics and, when on, the batch span around it."""
+        observer = self.observer
+        if observer is not None:
+            now = time.perf_counter()
+            for job in batch:
+                observer.wait(now - job.queued)
+            observer.started()
+        try:
+            if self.tracing is None:
+                await self._execute(batch)
+            else:
+                m = self.model.manifest
+                with self.tracing.batch(m.name, m.version, [job.trace for job in batch]):
+                    await self._execute(batch)
+        finally:
+            if observer is not None:
+                observer.finished()
+
+    def _span(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        return _UNTRACED if self.tracing is None else self.tracing.child(name)
+
     async def _execute(self, batch: list[StepJob]) -> None:
         sessions = [job.session for job in batch]
         layout = self.model.layout
         state = await self.store.load(sessions, layout)
         has_prev = np.array([s.step > 0 for s in sessions])
-        results, new_state = await self._run_in_pool(
-            run_groups, partial(advance, self.model), [j.raw for j in batch], state, has_prev
-        )
+        with self._span("onnxruntime run"):
+            results, new_state = await self._run_in_pool(
+                run_groups, partial(advance, self.model), [j.raw for j in batch], state, has_prev
+            )
         # only the steps whose group ran are committed, each with its own new rows; the store
         # commits or refuses each session whole, so one failure never fails or taints another
         ok = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
@@ -170,7 +208,8 @@ class StepBatcher:
             s.step += job.raw.shape[0]
             s.last_used = now
         committed = [sessions[i] for i in ok]
-        errors = await self.store.save(committed, layout, select(new_state, ok), starts)
+        with self._span("store commit"):
+            errors = await self.store.save(committed, layout, select(new_state, ok), starts)
         for i, error in zip(ok, errors, strict=True):
             job = batch[i]
             if job.future.done():

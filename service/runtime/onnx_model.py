@@ -11,7 +11,9 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
 from seqserve.service.errors import ModelLoadError
+from seqserve.service.runtime import providers
 from seqserve.service.runtime.manifest import Manifest, TensorSpec
+from seqserve.service.settings import OrtSettings
 
 Array = np.ndarray
 
@@ -50,6 +52,7 @@ class OnnxModel:
     def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
         self.manifest = manifest
         self._session = session
+        self.provider: str = session.get_providers()[0]
         sig = manifest.signature
         self._data = [spec.name for spec in sig.data_inputs]
         self._inputs = [p.input for p in sig.state]
@@ -64,7 +67,9 @@ class OnnxModel:
         self.observe: Callable[[float, int], None] = lambda seconds, batch: None
 
     @classmethod
-    def load(cls, directory: Path, threads: int = 1) -> OnnxModel:
+    def load(
+        cls, directory: Path, threads: int = 1, options: OrtSettings | None = None
+    ) -> OnnxModel:
         manifest_path = directory / "model.json"
         try:
             manifest = Manifest.model_validate_json(manifest_path.read_bytes())
@@ -85,17 +90,19 @@ class OnnxModel:
             raise ModelLoadError(
                 f"{onnx_path}: SHA-256 {actual} disagrees with the manifest's {manifest.sha256}"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = options or OrtSettings()
+        chosen = providers.providers(options)
         try:
             session = ort.InferenceSession(
-                str(onnx_path), options, providers=["CPUExecutionProvider"]
+                str(onnx_path),
+                providers.session_options(options, threads),
+                providers=[name for name, _ in chosen],
+                provider_options=[opts for _, opts in chosen],
             )
         except Exception as exc:  # ORT raises several unrelated types for a bad file
             raise ModelLoadError(f"{onnx_path}: ONNX Runtime cannot load it: {exc}") from exc
         cls._check_signature(manifest, session)
+        providers.check_in_use(session, chosen[0][0], str(onnx_path))
         return cls(manifest, session)
 
     @staticmethod

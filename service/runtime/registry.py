@@ -13,6 +13,7 @@ from seqserve.service.runtime.layout import Layout
 from seqserve.service.runtime.manifest import Manifest
 from seqserve.service.runtime.onnx_model import OnnxModel
 from seqserve.service.runtime.transform import Transform
+from seqserve.service.settings import OrtSettings
 
 log = logging.getLogger("seqserve.registry")
 
@@ -37,8 +38,8 @@ class LoadedModel:
         return [p.input for p in self.manifest.signature.state]
 
     @classmethod
-    def load(cls, directory: Path, threads: int) -> LoadedModel:
-        runtime = OnnxModel.load(directory, threads)
+    def load(cls, directory: Path, threads: int, ort: OrtSettings | None = None) -> LoadedModel:
+        runtime = OnnxModel.load(directory, threads, ort)
         m = runtime.manifest
         layout = Layout(tuple(runtime.state_shapes), m.n_features, m.n_outputs)
         return cls(runtime, Transform(m), layout)
@@ -87,16 +88,24 @@ class Registry:
         root: Path,
         threads: int = 1,
         defaults: dict[str, str] | None = None,
+        ort: OrtSettings | None = None,
     ) -> None:
         self._models = models  # READY versions; replaced whole, never changed in place
         self._root = root
         self._threads = threads
+        self._ort = ort
         self._defaults = dict(defaults or {})
         self._states: dict[tuple[str, str], VersionState] = {}  # versions not READY: why
         self._failed: dict[tuple[str, str], Fingerprint] = {}
 
     @classmethod
-    def scan(cls, root: Path, threads: int = 1, defaults: dict[str, str] | None = None) -> Registry:
+    def scan(
+        cls,
+        root: Path,
+        threads: int = 1,
+        defaults: dict[str, str] | None = None,
+        ort: OrtSettings | None = None,
+    ) -> Registry:
         """Load every version; any that fails its checks stops the start-up."""
         models: dict[str, dict[str, LoadedModel]] = {}
         for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -104,11 +113,11 @@ class Registry:
                 if not _is_version(version_dir.name):
                     continue
                 models.setdefault(model_dir.name, {})[version_dir.name] = LoadedModel.load(
-                    version_dir, threads
+                    version_dir, threads, ort
                 )
         if not models:
             raise ModelLoadError(f"model repository {root} holds no <model>/<version>/ folders")
-        return cls(models, root, threads, defaults)
+        return cls(models, root, threads, defaults, ort)
 
     # -- serving: READY versions only ------------------------------------------------------
 
@@ -236,7 +245,7 @@ class Registry:
             directory = self._root / name / version
             fingerprint = _fingerprint(directory)
             try:
-                loaded[version] = LoadedModel.load(directory, self._threads)
+                loaded[version] = LoadedModel.load(directory, self._threads, self._ort)
             except ModelLoadError as exc:
                 failed[version] = (str(exc), fingerprint)
             except Exception:  # the reason stays in the logs, the index says where to look
