@@ -10,4 +10,5 @@ tree=build/mypy-tree/seqserve
 rm -rf build/mypy-tree && mkdir -p "$tree"
 for f in seqserve/*.py seqserve/py.typed; do ln -s "$PWD/$f" "$tree/"; done
 ln -s "$PWD/service" "$tree/service"
-mypy "$tree"/*.py "$tree/service"
+ln -s "$PWD/seqserve/client" "$tree/client"
+mypy "$tree"/*.py "$tree/service" "$tree/client"
