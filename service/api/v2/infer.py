@@ -9,6 +9,7 @@ below exist for the OpenAPI document only.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter
 from seqserve.service.api.context import AppContext, app_context
@@ -57,8 +58,9 @@ async def _run(
             engine.settings.limits.max_body_bytes,
         )
         req = codec.parse(body, headers.get(HEADER_LENGTH), name)
+        parameters: dict[str, Any] = {}
         model, outputs = await execute(
-            engine, owner, model, version, req, caller_of(request, owner)
+            engine, owner, model, version, req, caller_of(request, owner), parameters
         )
     except SeqServeError:
         ctx.v2_stats.record(model, False, 0, time.perf_counter_ns() - started)
@@ -66,7 +68,7 @@ async def _run(
     m = model.manifest
     batch = next((t.shape[0] for t in req.inputs if t.name == m.signature.data_input.name), 0)
     ctx.v2_stats.record(model, True, batch, time.perf_counter_ns() - started)
-    payload, header_length = codec.encode(m.name, m.version, req.id, outputs)
+    payload, header_length = codec.encode(m.name, m.version, req.id, outputs, parameters)
     reply = {"Content-Type": "application/json"}
     if header_length is not None:
         reply = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}

@@ -22,6 +22,7 @@ EXTENSIONS = [
     "model_configuration",
     "sequence",
     "sequence(string_id)",
+    "sequence_step",  # seqserve's: exactly-once steps (docs/v2.md)
     "statistics",
 ]
 
