@@ -137,11 +137,11 @@ def stream_sync(session: Session, chunks: Iterable[Any], max_steps: int) -> Iter
                 try:
                     if ws is None:
                         url = _wire.ws_url(client.base_url, session.id)
-                        ws = connect(
+                        ws = connect(  # entered, not `with`: a drop replaces it
                             url,
                             additional_headers=_headers(client.api_key),
                             open_timeout=client.timeout,
-                        )
+                        ).__enter__()
                     ws.send(text.decode())
                     msg, wait = _answer(ws.recv(timeout=client.timeout), retry)
                 except _DROPS as e:
