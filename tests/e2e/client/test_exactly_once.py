@@ -19,7 +19,6 @@ import pytest
 from scripts.launch import ServerProcess
 from seqserve.client import Client
 from tests.e2e.client.fault_proxy import FaultProxy
-from tests.e2e.conftest import StartServer
 
 MODEL, FEATURES, STEPS = "multi", 3, 300
 TOL = 1e-5
@@ -36,11 +35,6 @@ def chunks(seed: int) -> list[np.ndarray]:
 def expected(url: str, parts: list[np.ndarray]) -> np.ndarray:
     with Client(url) as direct:
         return direct.predict(MODEL, [np.concatenate(parts)])["outputs"][0]
-
-
-@pytest.fixture
-def server(start_server: StartServer) -> ServerProcess:
-    return start_server()
 
 
 @pytest.fixture
