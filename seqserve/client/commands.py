@@ -142,8 +142,8 @@ def run_stream(
                 write = _writer(
                     out_format or kind, out, names or [f"y{k}" for k in range(ahead.shape[1])]
                 )
-            for k, row in enumerate(ahead):
-                write("forecast", step + k, row)
+            for k, row in enumerate(ahead):  # forecast rows: step = steps ahead, 1..N
+                write("forecast", k + 1, row)
     finally:
         if progress is not None:
             progress.close()
