@@ -211,7 +211,9 @@ def _run_stream(args: argparse.Namespace) -> int:
 
 
 def _add_sessions(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "show", "delete"], nargs="?", default="list")
+    p.add_argument(
+        "action", choices=["list", "show", "delete"], nargs="?", default="list", help="what to do"
+    )
     p.add_argument("ids", nargs="*", metavar="ID", help="session ids (show, delete)")
     _add_client_options(p)
 
