@@ -83,11 +83,11 @@ async def execute(
                 f"inference request to model '{name}' must specify batch-size 1 due to "
                 "requirements of sequence batcher"
             )
-        result = await sequences.step(engine, owner, sid, model, seq, raw[0])
-        produced[sig.data_output.name] = result.outputs[None]
+        y, step, replayed = await sequences.step(engine, owner, sid, model, seq, raw[0])
+        produced[sig.data_output.name] = y[None]
         if reply is not None:
-            reply["sequence_step"] = result.step
-            if result.replayed:
+            reply["sequence_step"] = step
+            if replayed:
                 reply["sequence_replayed"] = True
         defaults = [sig.data_output.name]
     else:

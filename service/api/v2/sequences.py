@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from seqserve.service.api.v2.errors import V2Error
-from seqserve.service.batching.batcher import StepResult
 from seqserve.service.engine import Engine
 from seqserve.service.errors import Gone, NotFound, StepConflict
 from seqserve.service.runtime.layout import MAX_STEP
@@ -116,8 +115,9 @@ async def locate(
 
 async def step(
     engine: Engine, owner: str | None, sid: str, model: LoadedModel, seq: Sequence, raw: Array
-) -> StepResult:
-    """Feed raw [T, F] to the sequence; its outputs [T, O] in dataset units and new step."""
+) -> tuple[Array, int, bool]:
+    """Feed raw [T, F] to the sequence: its outputs [T, O] in dataset units, its step after
+    the request, and whether the answer is the stored one of a resent request."""
     m = model.manifest
     if seq.start:
         await engine.restart_session(sid, owner, m.name, m.version)
@@ -132,4 +132,4 @@ async def step(
     if seq.end:
         with contextlib.suppress(NotFound, Gone):
             await engine.delete(sid, owner)
-    return result
+    return result.outputs, result.step, result.replayed
