@@ -33,6 +33,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -51,6 +52,9 @@ class FaultProxy:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            for task in list(self._handlers):  # connections still open: their sockets close
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(_WAIT_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -58,50 +62,67 @@ class FaultProxy:
         self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream: asyncio.StreamWriter | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        opened = [writer]  # every socket of this connection, closed whatever happens
         try:
             async with asyncio.timeout(_WAIT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
             if b"upgrade: websocket" in head.lower():
-                upstream = await self._websocket(head, reader, writer)
+                await self._websocket(head, reader, writer, opened)
             else:
-                upstream = await self._exchange(head, reader, writer)
+                await self._exchange(head, reader, writer, opened)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             self.counts["broken"] += 1
         finally:
-            for w in (writer, upstream):
-                if w is not None:
-                    w.close()
-                    with contextlib.suppress(OSError):
-                        await w.wait_closed()
+            for w in opened:
+                w.close()
+                with contextlib.suppress(OSError, asyncio.CancelledError):
+                    await w.wait_closed()
+            self._handlers.discard(task)
+
+    async def _upstream(
+        self, opened: list[asyncio.StreamWriter]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+        opened.append(upstream)
+        return up_reader, upstream
 
     async def _exchange(
-        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> asyncio.StreamWriter | None:
+        self,
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        opened: list[asyncio.StreamWriter],
+    ) -> None:
         length = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.IGNORECASE)
         async with asyncio.timeout(_WAIT_S):
             body = await reader.readexactly(int(length.group(1))) if length else b""
         draw = self.rng.random()
         if draw < self.drop:
             self.counts["dropped"] += 1
-            return None
+            return
         head = _CONNECTION.sub(b"", head).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
-        up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, upstream = await self._upstream(opened)
         upstream.write(head + body)
         async with asyncio.timeout(_WAIT_S):
             answer = await up_reader.read()  # the server closes after answering
         if draw < self.drop + self.lose:
             self.counts["lost"] += 1
-            return upstream
+            return
         self.counts["passed"] += 1
         writer.write(answer)
         await writer.drain()
-        return upstream
 
     async def _websocket(
-        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> asyncio.StreamWriter:
-        up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self,
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        opened: list[asyncio.StreamWriter],
+    ) -> None:
+        up_reader, upstream = await self._upstream(opened)
         upstream.write(head)
         self.counts["websockets"] += 1
         cut = asyncio.Event()
@@ -127,4 +148,3 @@ class FaultProxy:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        return upstream
