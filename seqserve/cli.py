@@ -267,6 +267,44 @@ def _run_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.bench_args])
 
 
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="server base URL (SEQSERVE_URL; default http://127.0.0.1:8000)")
+    p.add_argument("--api-key", help="API key (SEQSERVE_API_KEY)")
+
+
+def _add_stream(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", help="CSV or JSON-lines rows (default: stdin)")
+    p.add_argument("--model", help="model of a new session")
+    p.add_argument("--session", help="continue this session instead (from its current step)")
+    _add_client_options(p)
+    p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: guessed)")
+    p.add_argument("--output", choices=["csv", "jsonl"], help="output format (default: input's)")
+    p.add_argument("--chunk", type=int, default=64, help="most timesteps per message")
+    p.add_argument("--forecast", type=int, metavar="N", help="then forecast N steps ahead")
+    p.add_argument("--delete", action="store_true", help="delete the session at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    from seqserve.client.commands import stream_main
+
+    return stream_main(args)
+
+
+def _add_sessions(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action", choices=["list", "show", "delete"], nargs="?", default="list", help="what to do"
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="session ids (show, delete)")
+    _add_client_options(p)
+
+
+def _run_sessions(args: argparse.Namespace) -> int:
+    from seqserve.client.commands import sessions_main
+
+    return sessions_main(args)
+
+
 COMMANDS: list[Command] = [
     Command("train", "train the default CO2 forecaster", _add_train, _run_train, True),
     Command("export", "export a checkpoint to ONNX + manifest", _add_export, _run_export, True),
@@ -274,6 +312,8 @@ COMMANDS: list[Command] = [
     Command("verify", "check a model directory", _add_verify, _run_verify),
     Command("serve", "run the HTTP server (settings: SEQSERVE_* env)", _add_serve, _run_serve),
     Command("bench", "run the benchmarks (from a source checkout)", _add_bench, _run_bench),
+    Command("stream", "step rows through a session (the client)", _add_stream, _run_stream),
+    Command("sessions", "list, show or delete sessions", _add_sessions, _run_sessions),
 ]
 
 

@@ -15,7 +15,7 @@ from tests.onnx_models import random_model
 TESTS = Path(__file__).parent
 SHIPPED = TESTS.parent / "service" / "model_repository"
 IN_CI = bool(os.environ.get("CI"))
-FOLDER_MARKERS = ("model", "service", "e2e")
+FOLDER_MARKERS = ("model", "service", "e2e", "client")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: it must see these marks

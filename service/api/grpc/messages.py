@@ -104,4 +104,12 @@ def encode(answer: Answer, pb: Any) -> Any:
         tensor.datatype = out.datatype
         tensor.shape.extend(out.array.shape)
         response.raw_output_contents.append(wire_bytes(out.array, out.datatype))
+    for key, value in answer.parameters.items():  # e.g. sequence_step, sequence_replayed
+        param = response.parameters[key]
+        if isinstance(value, bool):
+            param.bool_param = value
+        elif isinstance(value, int):
+            param.int64_param = value
+        else:
+            param.string_param = str(value)
     return response

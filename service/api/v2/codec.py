@@ -154,11 +154,18 @@ def _output(spec: dict[str, Any]) -> Requested:
 
 
 def encode(
-    model: str, version: str, request_id: str | None, outputs: list[Output]
+    model: str,
+    version: str,
+    request_id: str | None,
+    outputs: list[Output],
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """(body, JSON header length when binary data follows it, else None)."""
     header: dict[str, Any] = {} if request_id is None else {"id": request_id}
-    header |= {"model_name": model, "model_version": version, "outputs": []}
+    header |= {"model_name": model, "model_version": version}
+    if parameters:
+        header["parameters"] = parameters
+    header["outputs"] = []
     blobs: list[bytes] = []
     for out in outputs:
         entry: dict[str, Any] = {

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from seqserve.service.api.context import AppContext
 from seqserve.service.api.v2.codec import InferRequest, Output
@@ -25,6 +26,7 @@ class Answer:
     model: LoadedModel  # the version that ran (a running sequence keeps its own)
     request: InferRequest
     outputs: list[Output]
+    parameters: dict[str, Any] = field(default_factory=dict)  # e.g. a sequence's step after it
 
 
 async def infer(
@@ -43,11 +45,12 @@ async def infer(
     model = resolve(ctx.engine, name, version)
     try:
         req = await read()
-        model, outputs = await execute(ctx.engine, owner, model, version, req, caller)
+        parameters: dict[str, Any] = {}
+        model, outputs = await execute(ctx.engine, owner, model, version, req, caller, parameters)
     except SeqServeError:
         ctx.v2_stats.record(model, False, 0, time.perf_counter_ns() - started)
         raise
     data_input = model.manifest.signature.data_input.name
     batch = next((t.shape[0] for t in req.inputs if t.name == data_input), 0)
     ctx.v2_stats.record(model, True, batch, time.perf_counter_ns() - started)
-    return Answer(model, req, outputs)
+    return Answer(model, req, outputs, parameters)

@@ -7,6 +7,8 @@ unknown models with 404. seqserve keeps the statuses Triton has no code for: 401
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from fastapi import APIRouter
 from seqserve.service.errors import SeqServeError
@@ -22,11 +24,16 @@ class V2Error(SeqServeError):
     status, title, slug = 400, "Invalid argument", "invalid-argument"
 
     def __init__(
-        self, detail: str, status: int = 400, headers: dict[str, str] | None = None
+        self,
+        detail: str,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.headers.update(headers or {})
+        self.parameters = parameters or {}  # e.g. `sequence_step` on a step conflict
 
 
 def not_found(model: str, version: str | None = None) -> V2Error:
@@ -36,9 +43,15 @@ def not_found(model: str, version: str | None = None) -> V2Error:
 
 def error_response(error: SeqServeError) -> Response:
     """The V2 answer to an error (the only place V2 error bodies are built)."""
-    body = orjson.dumps({"error": error.detail})
+    body: dict[str, Any] = {"error": error.detail}
     status = _AS_TRITON.get(error.status, error.status)
-    return Response(body, status_code=status, headers=error.headers, media_type="application/json")
+    if isinstance(error, V2Error):  # its status is already the V2 one (409: sequence_step)
+        status = error.status
+        if error.parameters:
+            body["parameters"] = error.parameters
+    return Response(
+        orjson.dumps(body), status_code=status, headers=error.headers, media_type="application/json"
+    )
 
 
 fallback = APIRouter(include_in_schema=False)

@@ -10,6 +10,8 @@ outputs are FP32.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from seqserve.service.api.v2 import sequences
 from seqserve.service.api.v2.codec import InferRequest, Output, Requested, classify
@@ -46,9 +48,11 @@ async def execute(
     pinned: str | None,
     req: InferRequest,
     caller: str = "",
+    reply: dict[str, Any] | None = None,
 ) -> tuple[LoadedModel, list[Output]]:
     """Run the request; the model version it ran on and its outputs, as asked for.
-    `caller` is whom the per-client cap on stateless (heavy) runs counts."""
+    `caller` is whom the per-client cap on stateless (heavy) runs counts; `reply`, if given,
+    receives the response parameters (a sequence's `sequence_step` after the request)."""
     name = model.manifest.name
     seq = sequences.parse(req.parameters, name)
     sid = ""
@@ -79,9 +83,12 @@ async def execute(
                 f"inference request to model '{name}' must specify batch-size 1 due to "
                 "requirements of sequence batcher"
             )
-        produced[sig.data_output.name] = (
-            await sequences.step(engine, owner, sid, model, seq, raw[0])
-        )[None]
+        y, step, replayed = await sequences.step(engine, owner, sid, model, seq, raw[0])
+        produced[sig.data_output.name] = y[None]
+        if reply is not None:
+            reply["sequence_step"] = step
+            if replayed:
+                reply["sequence_replayed"] = True
         defaults = [sig.data_output.name]
     else:
         passed = [n for n in states if n in given]

@@ -54,7 +54,7 @@ async def _run(
 
     answer = await dataplane.infer(ctx, owner, caller_of(request, owner), name, version, read)
     m, req, outputs = answer.model.manifest, answer.request, answer.outputs
-    payload, header_length = codec.encode(m.name, m.version, req.id, outputs)
+    payload, header_length = codec.encode(m.name, m.version, req.id, outputs, answer.parameters)
     reply = {"Content-Type": "application/json"}
     if header_length is not None:
         reply = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}

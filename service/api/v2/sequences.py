@@ -5,6 +5,8 @@ sharing the state store finds it without a side table, and callers with differen
 never meet. START creates the session (replacing a live one of that id: a restart), other
 requests step it, END deletes it after answering; START+END is a length-1 sequence. The
 session has the engine's default TTLs, so its idle TTL is Triton's max sequence idle time.
+The seqserve extension `sequence_step` (the index a request expects to start at) goes to the
+engine as v1's `step` does: a resent last request is replayed, a mismatch is a 409.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import numpy as np
 from seqserve.service.api.v2.errors import V2Error
 from seqserve.service.engine import Engine
-from seqserve.service.errors import Gone, NotFound
+from seqserve.service.errors import Gone, NotFound, StepConflict
+from seqserve.service.runtime.layout import MAX_STEP
 from seqserve.service.runtime.registry import LoadedModel
 
 Array = np.ndarray
@@ -29,6 +32,7 @@ class Sequence:
     id: int | str  # Triton tells uint64 7 and string "7" apart, so does the derived id
     start: bool
     end: bool
+    step: int | None = None  # the `sequence_step` extension: expected start index
 
 
 def parse(params: dict[str, Any], model: str) -> Sequence | None:
@@ -41,13 +45,26 @@ def parse(params: dict[str, Any], model: str) -> Sequence | None:
         raise V2Error(f"a string 'sequence_id' may hold at most {MAX_STRING_ID} characters")
     start, end = (_flag(params, key) for key in ("sequence_start", "sequence_end"))
     if seq_id in (0, ""):
+        if "sequence_step" in params:
+            raise V2Error("'sequence_step' is the step of a sequence: give a 'sequence_id'")
         if start or end:
             raise V2Error(
                 f"inference request to model '{model}' must specify a non-zero or non-empty "
                 "correlation ID"
             )
         return None
-    return Sequence(seq_id, start, end)
+    return Sequence(seq_id, start, end, _step(params, start))
+
+
+def _step(params: dict[str, Any], start: bool) -> int | None:
+    value = params.get("sequence_step")
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_STEP:
+        raise V2Error(f"'sequence_step' must be an integer in [0, {MAX_STEP}]")
+    if start and value != 0:
+        raise V2Error("a request with 'sequence_start' starts at 'sequence_step' 0")
+    return value
 
 
 def _flag(params: dict[str, Any], key: str) -> bool:
@@ -98,16 +115,21 @@ async def locate(
 
 async def step(
     engine: Engine, owner: str | None, sid: str, model: LoadedModel, seq: Sequence, raw: Array
-) -> Array:
-    """Feed raw [T, F] to the sequence; its outputs [T, O] in dataset units."""
+) -> tuple[Array, int, bool]:
+    """Feed raw [T, F] to the sequence: its outputs [T, O] in dataset units, its step after
+    the request, and whether the answer is the stored one of a resent request."""
     m = model.manifest
     if seq.start:
         await engine.restart_session(sid, owner, m.name, m.version)
     try:
-        result = await engine.step(sid, owner, raw, None)
+        result = await engine.step(sid, owner, raw, seq.step)
     except (NotFound, Gone):  # expired or ended by another request meanwhile
         raise _no_start(seq, m.name) from None
+    except StepConflict as e:
+        current = e.extra["current_step"]
+        detail = f"sequence {seq.id}: {e.detail}; current step {current}"
+        raise V2Error(detail, status=409, parameters={"sequence_step": current}) from None
     if seq.end:
         with contextlib.suppress(NotFound, Gone):
             await engine.delete(sid, owner)
-    return result.outputs
+    return result.outputs, result.step, result.replayed

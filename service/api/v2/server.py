@@ -23,6 +23,7 @@ EXTENSIONS = [
     "model_repository",
     "sequence",
     "sequence(string_id)",
+    "sequence_step",  # seqserve's: exactly-once steps (docs/v2.md)
     "statistics",
 ]
 

@@ -241,3 +241,31 @@ def test_repository_load_and_unload_over_grpc(repo_copy: Path, tmp_path: Path) -
         assert out.shape == (1, 2, 1)
     finally:
         server.stop()
+
+
+def test_sequence_step_makes_grpc_retries_exactly_once(grpc_server: ServerProcess) -> None:
+    """The V2 `sequence_step` extension over gRPC: a resent request is answered from the
+    stored reply, a stale index is refused, and the reply says the sequence's step."""
+    triton = client(grpc_server)
+    raw = series(5, 2, seed=11)
+
+    def send(chunk: np.ndarray, at: int, start: bool = False) -> Any:
+        return triton.infer(
+            "gru",
+            [data_input(chunk[None])],
+            sequence_id=4242,
+            sequence_start=start,
+            parameters={"sequence_step": at},
+        )
+
+    first = send(raw[:3], 0, start=True)
+    params = first.get_response().parameters
+    assert params["sequence_step"].int64_param == 3
+    again = send(raw[:3], 0, start=False)  # the answer was "lost": the client resends
+    assert again.get_response().parameters["sequence_replayed"].bool_param
+    np.testing.assert_array_equal(again.as_numpy("y"), first.as_numpy("y"))
+    refused(lambda: send(raw[3:], 1), "INVALID_ARGUMENT", "current step 3")  # as Triton
+    rest = send(raw[3:], 3)
+    assert rest.get_response().parameters["sequence_step"].int64_param == 5
+    whole = np.concatenate([first.as_numpy("y")[0], rest.as_numpy("y")[0]])
+    assert_matches(whole, v1_predict(grpc_server, "gru", raw))
