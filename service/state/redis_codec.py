@@ -79,6 +79,12 @@ def _refused_write(exc: ResponseError, retry_after_s: int) -> Unavailable | None
     return None
 
 
+def transport_closed(exc: BaseException) -> bool:
+    """A connection dropped by a dying node while the client set it up: uvloop raises a
+    bare RuntimeError that redis-py passes on unwrapped."""
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
+
+
 @contextmanager
 def reachable(retry_after_s: int) -> Iterator[None]:
     """Redis down, restarting, full or read-only, or a cluster failing over, is a 503 with
@@ -98,6 +104,12 @@ def reachable(retry_after_s: int) -> Iterator[None]:
     except MaxConnectionsError as exc:
         raise Unavailable(
             "too many concurrent session store operations; retry shortly", retry_after_s
+        ) from exc
+    except RuntimeError as exc:
+        if not transport_closed(exc):
+            raise
+        raise Unavailable(
+            "the session store (Redis) is unreachable; retry shortly", retry_after_s
         ) from exc
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise Unavailable(

@@ -31,6 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from seqserve.service.errors import Unavailable
+from seqserve.service.state.redis_codec import transport_closed
 
 ClusterMode = Literal["auto", "on", "off"]
 _MOVED = (AskError, TryAgainError, ClusterDownError, RedisConnectionError, RedisTimeoutError)
@@ -192,5 +193,8 @@ def _noscript(reply: Any) -> bool:
 
 
 def _moved(reply: Any) -> bool:
-    """MOVED arrives as a MovedError (an AskError) or, from inside a pipeline, in its text."""
-    return isinstance(reply, Exception) and str(reply).startswith(("MOVED", "ASK", "CLUSTERDOWN"))
+    """MOVED arrives as a MovedError (an AskError) or, from inside a pipeline, in its text;
+    a node dying under a connection being set up, as a RuntimeError."""
+    if not isinstance(reply, Exception):
+        return False
+    return transport_closed(reply) or str(reply).startswith(("MOVED", "ASK", "CLUSTERDOWN"))
