@@ -179,7 +179,9 @@ class RedisClusterNodes:
         self.binary = binary
         self.dir = directory
         self.masters = masters
-        self.ports = [_cluster_port() for _ in range(masters * (1 + replicas))]
+        self.ports: list[int] = []
+        for _ in range(masters * (1 + replicas)):
+            self.ports.append(_cluster_port(self.ports))
         self.node_timeout_ms = node_timeout_ms
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(self.ports)
         self.url = f"redis://127.0.0.1:{self.ports[0]}"
@@ -232,6 +234,9 @@ class RedisClusterNodes:
                 self._poll("cluster_state:ok", lambda c=c: _cluster_ok(c), timeout)
             for c in clients[: self.masters]:  # replicas in sync: WAIT can be answered
                 self._poll("replicas online", lambda c=c: _replicas_online(c) >= 1, timeout)
+            want = len(clients) // self.masters  # every node sees every master's replicas
+            for c in clients:
+                self._poll("replicas known", lambda c=c: _slot_nodes(c) == {want}, timeout)
         finally:
             for c in clients:
                 c.close()
@@ -248,6 +253,23 @@ class RedisClusterNodes:
                     ports[int(master[1])] = ports.get(int(master[1]), 0) + high - low + 1
                 return ports
         return {}
+
+    def serving(self, key: str) -> tuple[int, list[int]]:
+        """The ports of the master that holds `key`'s slot and of its replicas."""
+        slot = redis.crc.key_slot(key.encode())
+        for i, proc in enumerate(self.procs):
+            if proc is not None and proc.poll() is None:
+                with self.client(i) as c:
+                    for low, high, master, *replicas in c.execute_command("CLUSTER", "SLOTS"):
+                        if low <= slot <= high:
+                            return int(master[1]), [int(r[1]) for r in replicas]
+        raise RuntimeError(f"no live node serves slot {slot}")
+
+    def signal(self, port: int, sig: int) -> None:
+        """E.g. SIGSTOP / SIGCONT: a node that stops answering, then comes back."""
+        proc = self.procs[self.ports.index(port)]
+        assert proc is not None
+        proc.send_signal(sig)
 
     def kill(self, port: int) -> None:
         """SIGKILL the node on `port`: a crash, nothing flushed."""
@@ -269,11 +291,11 @@ class RedisClusterNodes:
                 proc.wait(20)
 
 
-def _cluster_port() -> int:
-    """A free port whose bus port (port + 10000) is free too."""
+def _cluster_port(taken: list[int]) -> int:
+    """A free port whose bus port (port + 10000) is free too, clear of `taken` and theirs."""
     while True:
         port = free_port()
-        if port > 55535:
+        if port > 55535 or {port, port + 10000} & {p + d for p in taken for d in (0, 10000)}:
             continue
         with socket.socket() as sock:
             try:
@@ -292,6 +314,11 @@ def _known(client: redis.Redis) -> int:
 def _replicas_online(client: redis.Redis) -> int:
     info = client.info("replication")
     return sum(1 for k, v in info.items() if k.startswith("slave") and v.get("state") == "online")
+
+
+def _slot_nodes(client: redis.Redis) -> set[int]:
+    """How many nodes (master and replicas) serve each slot range, as this node sees it."""
+    return {len(entry) - 2 for entry in client.execute_command("CLUSTER", "SLOTS")}
 
 
 def _cluster_ok(client: redis.Redis) -> bool:

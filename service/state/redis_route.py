@@ -133,8 +133,9 @@ class Router:
                 break
             for lua in missing:  # a restarted Redis forgot them; the scripts never ran
                 await client.script_load(lua.source)
-        if wait:
-            self._check(replies.pop())
+        acks = replies.pop() if wait else None
+        if wait and not any(isinstance(r, Exception) for r in replies):
+            self._check(acks)  # else the script's own error is the answer
         return replies
 
     async def _on_cluster(self, client: RedisCluster, calls: list[Call], wait: bool) -> list[Any]:
@@ -183,8 +184,9 @@ class Router:
         replies = [command.result for command in commands]
         for lua in {c.lua for c, r in zip(calls, replies, strict=False) if _noscript(r)}:
             await node.execute_command("SCRIPT", "LOAD", lua.source)  # e.g. a new master
-        if wait:
-            self._check(replies.pop())
+        acks = replies.pop() if wait else None
+        if wait and not any(isinstance(r, Exception) for r in replies):
+            self._check(acks)  # else WAIT covered writes that did not all happen: resent
         return replies
 
 

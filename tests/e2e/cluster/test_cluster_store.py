@@ -4,6 +4,7 @@ global on one node (caps, listing by owner, totals) keeping its meaning across s
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from seqserve.service.errors import Overloaded
+from seqserve.service.errors import Overloaded, Unavailable
 from seqserve.service.state.redis_keys import Shards
 from seqserve.service.state.redis_store import RedisStateStore
 from seqserve.service.state.store import Session, StateStore
@@ -101,6 +102,42 @@ def test_a_callers_id_lives_in_its_own_shard_so_its_cap_is_that_shards_share(
         await store.create(_named(other), LAYOUT, None)
 
     _go(open_store, scenario, max_sessions=64)
+
+
+@pytest.mark.parametrize("wait", [0, 1])
+def test_a_commit_no_replica_acknowledged_is_a_503_with_wait(
+    cluster: RedisClusterNodes, wait: int
+) -> None:
+    """With WAIT 1, a step whose replica is frozen (SIGSTOP) is not acknowledged: Unavailable
+    (503); the retry once the replica is back is told "committed" by the tag, or applied.
+    With WAIT 0 the same commit is acknowledged at once: the master alone holds it."""
+
+    async def scenario() -> None:
+        store = RedisStateStore(
+            cluster.url, uuid.uuid4().hex[:8], 100, 1 << 20, wait_replicas=wait,
+            wait_timeout_ms=300, **OPTIONS,
+        )  # fmt: skip
+        try:
+            session = await _created(store)
+            got = await store.get(session.id)
+            _, replicas = cluster.serving(f"{store._key(session.id)}")
+            got.step = 1
+            state = await store.load([got], LAYOUT)
+            cluster.signal(replicas[0], signal.SIGSTOP)
+            try:
+                if wait:
+                    with pytest.raises(Unavailable) as refused:
+                        await store.save([got], LAYOUT, state, [0])
+                    assert refused.value.headers["Retry-After"] == "3"
+                else:
+                    assert await store.save([got], LAYOUT, state, [0]) == [None]
+            finally:
+                cluster.signal(replicas[0], signal.SIGCONT)
+            assert (await store.get(session.id)).step == 1  # the master has it either way
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
 
 
 def test_listing_by_owner_reads_only_that_owners_index(open_store: OpenStore) -> None:
