@@ -18,6 +18,8 @@ the shard their id hashes to: they may be refused while another shard has room.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -25,7 +27,8 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from seqserve.service.errors import Gone, NotFound, SeqServeError
+from redis.exceptions import RedisError
+from seqserve.service.errors import Gone, NotFound, SeqServeError, Unavailable
 from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state import redis_lua
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
@@ -105,19 +108,27 @@ class RedisStateStore(StateStore):
     async def ping(self) -> None:
         """Reachable and taking writes: DEL is a write a read-only replica refuses, yet one
         that a full Redis still takes (a full store stays ready: deletes free it). On a
-        cluster every master is asked."""
+        cluster, ready while any master takes writes: one master failing over makes only its
+        sessions answer 503, not every replica leave the load balancer."""
         client = await self._redis()
-        with reachable(self._retry_after):
-            if isinstance(client, RedisCluster):
-                probes = {}  # a key of each master that holds a shard
-                for base in self._shards.bases:
-                    node = client.get_node_from_key(base + ":probe")
-                    assert node is not None  # it raises on a slot no node covers
-                    probes[node.name] = (node, base + ":probe")
-                for node, key in probes.values():
-                    await node.execute_command("DEL", key)
-            else:
+        if not isinstance(client, RedisCluster):
+            with reachable(self._retry_after):
                 await client.delete(f"{self._p}:probe")
+            return
+        probes = {}  # each master that holds a shard, with a key of its own
+        for base in self._shards.bases:
+            with reachable(self._retry_after):
+                node = client.get_node_from_key(base + ":probe")
+            assert node is not None  # it raises on a slot no node covers
+            probes[node.name] = (node, base + ":probe")
+        # straight to each node, at once, no retries: the first master that answers will do
+        sent = [node.execute_command("DEL", key) for node, key in probes.values()]
+        for answer in asyncio.as_completed(sent):
+            with contextlib.suppress(Unavailable, RedisError, OSError, RuntimeError):
+                with reachable(self._retry_after):
+                    await answer
+                return
+        raise Unavailable("no Redis Cluster master takes writes; retry shortly", self._retry_after)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -95,6 +95,10 @@ def test_a_master_killed_mid_stream_loses_no_acknowledged_step(
             assert progress.acquire(timeout=60), [r.exception() for r in runs if r.done()]
         victim = next(iter(cluster.master_of_slot_ports()))
         cluster.kill(victim)  # mid-stream: SIGKILL, as a crash
+        # the other masters still take writes: every replica stays ready (not all pulled
+        # from the load balancer while one master fails over)
+        for server in replicas:
+            assert httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200
         # the killed master's replica takes over; the old master, restarted, becomes its
         # replica (with WAIT 1 the new master acknowledges nothing until it has one)
         while victim in cluster.master_of_slot_ports():
