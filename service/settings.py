@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     redis_wait_replicas: int = Field(0, ge=0, le=16)
     """Redis replicas that must hold a session's create and commits before they are answered
     (WAIT); beyond `redis_wait_timeout_ms` the answer is a 503 that the client retries with
-    its step index. 1 on a cluster or Sentinel setup: no acknowledged step is lost when a
+    its step index. 1 with replicas (a cluster): no acknowledged step is lost when a
     master fails over. 0 answers once the master has it."""
     redis_wait_timeout_ms: int = Field(500, ge=1, le=60_000)
     """How long a commit waits for `redis_wait_replicas` replicas."""

@@ -18,8 +18,6 @@ the shard their id hashes to: they may be refused while another shard has room.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -27,8 +25,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
-from seqserve.service.errors import Gone, NotFound, SeqServeError, Unavailable
+from seqserve.service.errors import Gone, NotFound, SeqServeError
 from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state import redis_lua
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
@@ -44,6 +41,7 @@ from seqserve.service.state.redis_codec import (
     save_error,
 )
 from seqserve.service.state.redis_keys import Shards
+from seqserve.service.state.redis_reads import any_master_writable, pipeline, roomiest
 from seqserve.service.state.redis_route import Call, ClusterMode, Lua, Router, open_client
 from seqserve.service.state.store import Session, StateStore
 
@@ -115,20 +113,8 @@ class RedisStateStore(StateStore):
             with reachable(self._retry_after):
                 await client.delete(f"{self._p}:probe")
             return
-        probes = {}  # each master that holds a shard, with a key of its own
-        for base in self._shards.bases:
-            with reachable(self._retry_after):
-                node = client.get_node_from_key(base + ":probe")
-            assert node is not None  # it raises on a slot no node covers
-            probes[node.name] = (node, base + ":probe")
-        # straight to each node, at once, no retries: the first master that answers will do
-        sent = [node.execute_command("DEL", key) for node, key in probes.values()]
-        for answer in asyncio.as_completed(sent):
-            with contextlib.suppress(Unavailable, RedisError, OSError, RuntimeError):
-                with reachable(self._retry_after):
-                    await answer
-                return
-        raise Unavailable("no Redis Cluster master takes writes; retry shortly", self._retry_after)
+        with reachable(self._retry_after):
+            await any_master_writable(client, self._shards, self._retry_after)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -186,21 +172,10 @@ class RedisStateStore(StateStore):
         return cast(list[Any], reply)
 
     async def _roomiest(self, nbytes: int) -> int | None:
-        """The shard with the most free sessions that also has room for `nbytes`."""
         client = await self._redis()
         with reachable(self._retry_after):
-            async with _pipeline(client) as pipe:
-                for base in self._shards.bases:
-                    pipe.zcard(base + ":live")
-                    pipe.get(base + ":bytes")
-                replies = await pipe.execute()
-        best, room = None, 0
-        for k in range(self._shards.count):
-            n, b = int(replies[2 * k]), int(replies[2 * k + 1] or 0)
-            free = self._shards.cap(self._max_sessions, k) - n
-            if free > room and b + nbytes <= self._shards.cap(self._max_bytes, k):
-                best, room = k, free
-        return best
+            caps = (self._max_sessions, self._max_bytes)
+            return await roomiest(client, self._shards, caps, nbytes)
 
     def _count(self, shard: int, expired: int, evicted: int, totals: list[Any]) -> None:
         if expired:
@@ -250,7 +225,7 @@ class RedisStateStore(StateStore):
         return live[:limit]
 
     async def _hgetall_all(self, client: Redis | RedisCluster, ids: list[str]) -> list[Any]:
-        async with _pipeline(client) as pipe:
+        async with pipeline(client) as pipe:
             for session_id in ids:
                 pipe.hgetall(self._key(session_id))
             return list(await pipe.execute())
@@ -267,7 +242,7 @@ class RedisStateStore(StateStore):
         if uncached:
             client = await self._redis()
             with reachable(self._retry_after):
-                async with _pipeline(client) as pipe:
+                async with pipeline(client) as pipe:
                     for i in uncached:
                         pipe.hget(self._key(sessions[i].id), "state")
                     for i, blob in zip(uncached, await pipe.execute(), strict=True):
@@ -367,11 +342,6 @@ class RedisStateStore(StateStore):
         sweep that touched it (a sweep touches all)."""
         counts = list(self._totals.values())
         return sum(n for n, _ in counts), sum(b for _, b in counts)
-
-
-def _pipeline(client: Redis | RedisCluster) -> Any:
-    """A plain pipeline (no MULTI); a cluster's is split per node by the client."""
-    return client.pipeline() if isinstance(client, RedisCluster) else client.pipeline(False)
 
 
 def _read_rev(session: Session, before: int) -> bytes:
