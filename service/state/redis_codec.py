@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis.exceptions import (
+    AskError,
     ClusterError,
     MaxConnectionsError,
     OutOfMemoryError,
@@ -91,7 +92,7 @@ def reachable(retry_after_s: int) -> Iterator[None]:
     Retry-After, not a 500."""
     try:
         yield
-    except (ClusterError, TryAgainError, RedisClusterException) as exc:
+    except (AskError, ClusterError, TryAgainError, RedisClusterException) as exc:  # MOVED too
         raise Unavailable(
             "the session store (Redis Cluster) is failing over or resharding; retry shortly",
             retry_after_s,

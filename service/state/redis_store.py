@@ -8,7 +8,13 @@ tombstone key that outlives it by `tombstone_ttl_s` keeps an expired id answerin
 A step costs two round trips: get() (one HGETALL: metadata, state row and revision, read
 atomically) and the batch's SAVE scripts (one per shard it touches, one pipeline per node),
 a compare-and-set on the step index and revision that get() read. get() returns them on the
-session (a RedisSession), and load() and save() take them from there.
+session (a RedisSession), and load() and save() take them from there: load() needs no third
+trip, and nothing about a session is kept between calls.
+
+Fresh session ids end in their shard's epoch (see redis_lua), so after Redis lost its data
+they answer 410 rather than 404. Redis refusing writes (maxmemory, a read-only replica) or
+a cluster failing over is a 503 with Retry-After; delete and sweep still work on a full
+Redis and free its memory.
 
 Caps are split over the shards (each shard admits its share, atomically); a fresh session
 whose shard is full is placed in one with room, so the caps hold exactly for server-issued
@@ -303,7 +309,8 @@ class RedisStateStore(StateStore):
 
     async def touch(self, session: Session) -> None:
         now = time.time()
-        base = (await self._redis(), self._shards.base(session.id))[1]
+        await self._redis()
+        base = self._shards.base(session.id)
         args: list[Any] = [base, ms(now), self._tomb_ms, session.id, repr(session.last_used)]
         await self._run([Call(TOUCH, base + ":live", [*args, *self._expiry(session, now)])])
 
