@@ -163,3 +163,165 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
+
+
+class RedisClusterNodes:
+    """A local Redis Cluster: `masters` masters with `replicas` replicas each, one process
+    per node on free loopback ports, made into a cluster with CLUSTER ADDSLOTS / MEET /
+    REPLICATE (redis-server 6.2 has no ADDSLOTSRANGE; no redis-cli needed). A node killed
+    with `kill(i)` can be started again with `restart(i)`: it rejoins from its nodes.conf
+    (a killed master comes back as a replica of the one promoted in its place)."""
+
+    def __init__(
+        self, binary: str, directory: Path, masters: int = 3, replicas: int = 1,
+        node_timeout_ms: int = 2000,
+    ) -> None:  # fmt: skip
+        self.binary = binary
+        self.dir = directory
+        self.masters = masters
+        self.ports: list[int] = []
+        for _ in range(masters * (1 + replicas)):
+            self.ports.append(_cluster_port(self.ports))
+        self.node_timeout_ms = node_timeout_ms
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(self.ports)
+        self.url = f"redis://127.0.0.1:{self.ports[0]}"
+
+    def _spawn(self, i: int) -> None:
+        node_dir = self.dir / f"node-{self.ports[i]}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.ports[i]), "--bind", "127.0.0.1"]
+        args += ["--dir", str(node_dir), "--save", "", "--daemonize", "no"]
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += ["--cluster-node-timeout", str(self.node_timeout_ms)]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        with (node_dir / "redis.log").open("ab") as log:
+            self.procs[i] = subprocess.Popen(args, stdout=log, stderr=log)
+
+    def client(self, i: int) -> redis.Redis:
+        return redis.Redis(port=self.ports[i], socket_connect_timeout=0.5)
+
+    def _poll(self, what: str, check: object, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if check():  # type: ignore[operator]
+                    return
+            except redis.exceptions.RedisError:
+                pass  # not up yet
+            time.sleep(0.05)
+        raise RuntimeError(f"redis cluster: {what} not reached in {timeout}s ({self.dir})")
+
+    def start(self, timeout: float = 30.0) -> RedisClusterNodes:
+        for i in range(len(self.ports)):
+            self._spawn(i)
+        clients = [self.client(i) for i in range(len(self.ports))]
+        try:
+            for c in clients:
+                self._poll("nodes up", c.ping, timeout)
+            ids = [c.execute_command("CLUSTER", "MYID").decode() for c in clients]
+            for k in range(self.masters):
+                low, high = k * 16384 // self.masters, (k + 1) * 16384 // self.masters
+                clients[k].execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
+            for c in clients[1:]:
+                c.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
+            for c in clients:
+                self._poll("every node met", lambda c=c: _known(c) == len(clients), timeout)
+            for i in range(self.masters, len(clients)):
+                master = ids[i % self.masters]
+                self._poll("replica attached", lambda i=i, m=master: clients[i].execute_command(
+                    "CLUSTER", "REPLICATE", m), timeout)  # fmt: skip
+            for c in clients:
+                self._poll("cluster_state:ok", lambda c=c: _cluster_ok(c), timeout)
+            for c in clients[: self.masters]:  # replicas in sync: WAIT can be answered
+                self._poll("replicas online", lambda c=c: _replicas_online(c) >= 1, timeout)
+            want = len(clients) // self.masters  # every node sees every master's replicas
+            for c in clients:
+                self._poll("replicas known", lambda c=c: _slot_nodes(c) == {want}, timeout)
+        finally:
+            for c in clients:
+                c.close()
+        return self
+
+    def master_of_slot_ports(self) -> dict[int, int]:
+        """port of each master -> number of slots it serves, as the first live node sees it."""
+        for i, proc in enumerate(self.procs):
+            if proc is not None and proc.poll() is None:
+                with self.client(i) as c:
+                    shards = c.execute_command("CLUSTER", "SLOTS")
+                ports: dict[int, int] = {}
+                for low, high, master, *_ in shards:
+                    ports[int(master[1])] = ports.get(int(master[1]), 0) + high - low + 1
+                return ports
+        return {}
+
+    def serving(self, key: str) -> tuple[int, list[int]]:
+        """The ports of the master that holds `key`'s slot and of its replicas."""
+        slot = redis.crc.key_slot(key.encode())
+        for i, proc in enumerate(self.procs):
+            if proc is not None and proc.poll() is None:
+                with self.client(i) as c:
+                    for low, high, master, *replicas in c.execute_command("CLUSTER", "SLOTS"):
+                        if low <= slot <= high:
+                            return int(master[1]), [int(r[1]) for r in replicas]
+        raise RuntimeError(f"no live node serves slot {slot}")
+
+    def signal(self, port: int, sig: int) -> None:
+        """E.g. SIGSTOP / SIGCONT: a node that stops answering, then comes back."""
+        proc = self.procs[self.ports.index(port)]
+        assert proc is not None
+        proc.send_signal(sig)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on `port`: a crash, nothing flushed."""
+        proc = self.procs[self.ports.index(port)]
+        assert proc is not None
+        proc.kill()
+        proc.wait()
+
+    def restart(self, port: int, timeout: float = 30.0) -> None:
+        i = self.ports.index(port)
+        self._spawn(i)
+        with self.client(i) as c:
+            self._poll("the restarted node back in the cluster", lambda: _cluster_ok(c), timeout)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(20)
+
+
+def _cluster_port(taken: list[int]) -> int:
+    """A free port whose bus port (port + 10000) is free too, clear of `taken` and theirs."""
+    while True:
+        port = free_port()
+        if port > 55535 or {port, port + 10000} & {p + d for p in taken for d in (0, 10000)}:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _known(client: redis.Redis) -> int:
+    nodes = client.execute_command("CLUSTER", "NODES")
+    text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+    return sum(1 for line in text.splitlines() if line.strip() and "handshake" not in line)
+
+
+def _replicas_online(client: redis.Redis) -> int:
+    info = client.info("replication")
+    return sum(1 for k, v in info.items() if k.startswith("slave") and v.get("state") == "online")
+
+
+def _slot_nodes(client: redis.Redis) -> set[int]:
+    """How many nodes (master and replicas) serve each slot range, as this node sees it."""
+    return {len(entry) - 2 for entry in client.execute_command("CLUSTER", "SLOTS")}
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    info = client.execute_command("CLUSTER", "INFO")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return "cluster_state:ok" in text

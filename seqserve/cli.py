@@ -255,7 +255,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+    # `seqserve bench redis ...` runs scripts/bench_redis.py (the Redis and cluster setups)
+    bench_args = list(args.bench_args)
+    name = "bench_redis.py" if bench_args[:1] == ["redis"] else "bench.py"
+    bench_args = bench_args[1:] if name == "bench_redis.py" else bench_args
+    script = Path(__file__).resolve().parents[1] / "scripts" / name
     if not script.is_file():
         print(
             f"seqserve bench runs from a source checkout: {script} is missing "
@@ -264,7 +268,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         )
         return 2
     # run as `python scripts/bench.py` does, so its imports resolve from scripts/
-    return subprocess.call([sys.executable, str(script), *args.bench_args])
+    return subprocess.call([sys.executable, str(script), *bench_args])
 
 
 def _add_client_options(p: argparse.ArgumentParser) -> None:

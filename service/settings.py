@@ -190,6 +190,20 @@ class Settings(BaseSettings):
     """Redis URL for state_store=redis, e.g. `redis://redis:6379/0` (`rediss://` for TLS)."""
     redis_prefix: str = Field("seqserve", pattern=r"^[A-Za-z0-9_.{}-]{1,64}$")
     """Prefix of every Redis key; replicas that share sessions must use the same one."""
+    redis_cluster: Literal["auto", "on", "off"] = "auto"
+    """Redis Cluster mode: `auto` asks the server at the URL (any node of a cluster will do),
+    `on` / `off` say so without asking."""
+    redis_shards: int = Field(0, ge=0, le=1024)
+    """Shards the sessions and the caps are split into, each one hash slot (0: 1 on a single
+    Redis, 32 on a cluster; on a cluster use at least 4 per master). Replicas sharing
+    sessions must use the same value."""
+    redis_wait_replicas: int = Field(0, ge=0, le=16)
+    """Redis replicas that must hold a session's create and commits before they are answered
+    (WAIT); beyond `redis_wait_timeout_ms` the answer is a 503 that the client retries with
+    its step index. 1 with replicas (a cluster): no acknowledged step is lost when a
+    master fails over. 0 answers once the master has it."""
+    redis_wait_timeout_ms: int = Field(500, ge=1, le=60_000)
+    """How long a commit waits for `redis_wait_replicas` replicas."""
     snapshot_path: Path | None = None
     """Memory store only: write every session here on shutdown, restore them at start."""
     drain_delay_s: float = Field(0.0, ge=0)

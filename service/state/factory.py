@@ -45,7 +45,13 @@ def open_store(settings: Settings, metrics: Metrics) -> StateStore:
     if settings.state_store == "redis":
         assert settings.redis_url is not None  # the settings validator guarantees it
         url = settings.redis_url.get_secret_value()
-        store = _redis_store_class()(url, settings.redis_prefix, **common)
+        redis: dict[str, Any] = {
+            "cluster": settings.redis_cluster,
+            "shards": settings.redis_shards,
+            "wait_replicas": settings.redis_wait_replicas,
+            "wait_timeout_ms": settings.redis_wait_timeout_ms,
+        }
+        store = _redis_store_class()(url, settings.redis_prefix, **common, **redis)
     else:
         store = MemoryStateStore(**common)
     metrics.watch_store(store.stats)

@@ -1,4 +1,4 @@
-"""The Redis store's edges: the client, its failures as domain errors, session hashes and
+"""The Redis store's edges: the client's failures as domain errors, session hashes and
 script replies decoded into sessions and errors, and the session ids that carry an epoch."""
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MaxConnectionsError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from seqserve.service.errors import (
     Conflict,
@@ -60,20 +66,6 @@ def ms(seconds: float) -> int:
     return math.floor(seconds * 1000)
 
 
-def connect(url: str, max_connections: int) -> Redis:
-    """A pooled client; a restart or blip is retried briefly, an outage fails fast. A timed
-    out command is retried too: the commit script recognises its own retry (redis_lua.SAVE).
-    The URL may override the timeouts, e.g. `?socket_timeout=0.5`."""
-    pool = ConnectionPool.from_url(  # the blocking pool costs ~15 µs more per command
-        url,
-        max_connections=max_connections,
-        socket_connect_timeout=1.0,
-        socket_timeout=5.0,
-        retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), 2),
-    )
-    return Redis.from_pool(pool)
-
-
 def _refused_write(exc: ResponseError, retry_after_s: int) -> Unavailable | None:
     """A write Redis refused for its state (full, read-only), not for a bug of ours. Errors
     raised inside a script arrive wrapped in "Error running script ... -OOM ...", hence the
@@ -88,11 +80,23 @@ def _refused_write(exc: ResponseError, retry_after_s: int) -> Unavailable | None
     return None
 
 
+def transport_closed(exc: BaseException) -> bool:
+    """A connection dropped by a dying node while the client set it up: uvloop raises a
+    bare RuntimeError that redis-py passes on unwrapped."""
+    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
+
+
 @contextmanager
 def reachable(retry_after_s: int) -> Iterator[None]:
-    """Redis down, restarting, full or read-only is a 503 with Retry-After, not a 500."""
+    """Redis down, restarting, full or read-only, or a cluster failing over, is a 503 with
+    Retry-After, not a 500."""
     try:
         yield
+    except (AskError, ClusterError, TryAgainError, RedisClusterException) as exc:  # MOVED too
+        raise Unavailable(
+            "the session store (Redis Cluster) is failing over or resharding; retry shortly",
+            retry_after_s,
+        ) from exc
     except ResponseError as exc:
         refused = _refused_write(exc, retry_after_s)
         if refused is None:
@@ -101,6 +105,12 @@ def reachable(retry_after_s: int) -> Iterator[None]:
     except MaxConnectionsError as exc:
         raise Unavailable(
             "too many concurrent session store operations; retry shortly", retry_after_s
+        ) from exc
+    except RuntimeError as exc:
+        if not transport_closed(exc):
+            raise
+        raise Unavailable(
+            "the session store (Redis) is unreachable; retry shortly", retry_after_s
         ) from exc
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise Unavailable(

@@ -1,23 +1,26 @@
-"""Lua scripts of the Redis state store: each runs atomically inside Redis.
+"""Lua scripts of the Redis state store: each runs atomically inside Redis, in one hash slot.
 
-Keys under the prefix P (passed as ARGV[1]):
-  P:s:<id>    hash  model, version, owner, meta (<ddd created, idle ttl, ttl), lu (last used),
+Keys under a shard's base B (passed as ARGV[1]; see redis_keys: the prefix itself on a single
+Redis with one shard, else `<prefix>:{<tag>}`, every key of a shard in one slot):
+  B:s:<id>    hash  model, version, owner, meta (<ddd created, idle ttl, ttl), lu (last used),
                     step, rev (commits so far), state (packed row), replay (packed last reply),
                     tag (the call that made the last commit);
                     PEXPIRE = the time left under both TTLs
-  P:t:<id>    str   tombstone "expired" | "evicted"; outlives P:s:<id> by the tombstone TTL
-  P:live      zset  id -> deadline (epoch ms): counts live sessions across replicas
-  P:idle      zset  id -> last use (epoch ms): least recently used first, for eviction
-  P:idx       hash  id -> "<state bytes> <owner>": what to release once a session is gone
-  P:bytes     int   state bytes of the sessions in P:live
-  P:own:<o>   set   ids of owner o (only when API keys are on)
-  P:epoch     str   this dataset's epoch, set by the first create; fresh ids end in it, so an
+  B:t:<id>    str   tombstone "expired" | "evicted"; outlives B:s:<id> by the tombstone TTL
+  B:live      zset  id -> deadline (epoch ms): counts the shard's live sessions
+  B:idle      zset  id -> last use (epoch ms): least recently used first, for eviction
+  B:idx       hash  id -> "<state bytes> <owner>": what to release once a session is gone
+  B:bytes     int   state bytes of the sessions in B:live
+  B:epoch     str   this shard's epoch, set by its first create; fresh ids end in it, so an
                     id from an older epoch (Redis lost its data) is told from one never issued
+And one key per owner, in the owner's own slot (only when API keys are on):
+  P:o:{<o>}   zset  id -> the latest the session can live (created + absolute TTL, epoch ms);
+                    pruned by time and, when listed, of ids whose hash is gone
+Every script takes KEYS[1] (a key of its slot) so that a cluster client routes it; the keys
+it builds from B are in the same slot.
 At maxmemory Redis refuses a script's first write that may grow memory (DECRBY, HSET, SET)
 but not DEL, ZREM or PEXPIRE; after any write it lets the script finish. So scripts that
 must work on a full Redis (delete, sweep, touch) write with one of those first.
-Keys are built inside the scripts, so this layout needs a standalone Redis (or Sentinel),
-not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ local function drop(id)  -- frees first, counts last: see the note on maxmemory 
   if info then
     redis.call('HDEL', P .. ':idx', id)
     local sp = string.find(info, ' ', 1, true)
-    local owner = string.sub(info, sp + 1)
-    if owner ~= '' then redis.call('SREM', P .. ':own:' .. owner, id) end
     redis.call('DECRBY', P .. ':bytes', tonumber(string.sub(info, 1, sp - 1)))
   end
 end
@@ -100,7 +101,6 @@ redis.call('ZADD', P .. ':live', ARGV[16], id)
 redis.call('ZADD', P .. ':idle', now, id)
 redis.call('HSET', P .. ':idx', id, ARGV[6] .. ' ' .. ARGV[7])
 redis.call('INCRBY', P .. ':bytes', nbytes)
-if ARGV[7] ~= '' then redis.call('SADD', P .. ':own:' .. ARGV[7], id) end
 local n, b = totals()
 return {1, evicted, expired, n, b, id}
 """
@@ -162,20 +162,33 @@ redis.call('ZADD', P .. ':idle', now, id)
 return 1
 """
 
-# ARGV: P id -> {1 deleted | 0 absent, sessions, bytes}
+# ARGV: P id -> {1 deleted | 0 absent, sessions, bytes, owner}
 DELETE = (
     _PRELUDE
     + """
 local id = ARGV[2]
 local found = redis.call('EXISTS', P .. ':s:' .. id)
+local owner = ''
 if found == 1 then
+  owner = redis.call('HGET', P .. ':s:' .. id, 'owner') or ''
   drop(id)
   redis.call('DEL', P .. ':t:' .. id)
 end
 local n, b = totals()
-return {found, n, b}
+return {found, n, b, owner}
 """
 )
+
+# KEYS[1]: the owner's index; ARGV: now id until -> 1
+# The index expires with the longest-lived session in it.
+OWN = """
+local key, now = KEYS[1], tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+redis.call('ZADD', key, ARGV[3], ARGV[2])
+local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', key, math.max(1, tonumber(last[2]) - now))
+return 1
+"""
 
 # ARGV: P now limit -> {expired, sessions, bytes}
 SWEEP = (
