@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from seqserve.model.export import trace_to_onnx, torch_runner
+from seqserve.model.export import torch_runner, trace_to_onnx
 from seqserve.model.module_contract import (
     Flat,
     ModuleRefused,
@@ -51,7 +51,9 @@ def state_names(count: int) -> tuple[list[str], list[str]]:
     return [f"{s}0" for s in stems[:count]], [f"{s}n" for s in stems[:count]]
 
 
-def compare_with_torch(data: bytes, flat: Flat, shapes: list[tuple[int, int]], n_feat: int) -> float:
+def compare_with_torch(
+    data: bytes, flat: Flat, shapes: list[tuple[int, int]], n_feat: int
+) -> float:
     """The largest |ONNX Runtime - PyTorch| over a grid of batch x time from random states."""
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]

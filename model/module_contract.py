@@ -47,14 +47,19 @@ def load_module(spec: str, kwargs: dict[str, object], weights: str | None) -> nn
         factory = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ModuleRefused(f"--module {spec!r}: {exc}") from exc
-    module = factory(**kwargs)
+    try:
+        module = factory(**kwargs)
+    except Exception as exc:  # the user's code
+        raise ModuleRefused(f"calling {spec}(**{kwargs}) failed: {exc!r}") from exc
     if not isinstance(module, nn.Module):
         raise ModuleRefused(f"{spec} returned {type(module).__name__}, not a torch nn.Module")
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
         try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
             module.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:
+        except OSError:
+            raise
+        except Exception as exc:  # unpickling and loading raise several types
             raise ModuleRefused(f"--weights {weights} do not fit {spec}: {exc}") from exc
     return module.eval()
 
@@ -159,7 +164,8 @@ def probe(module: nn.Module, n_features: int) -> tuple[Flat, list[tuple[int, int
     try:
         y, *new = _call(flat, x, *states)  # type: ignore[misc]
     except TypeError as exc:
-        raise ModuleRefused(f"forward does not take the states it returns ({exc}); {CONTRACT}")
+        msg = f"forward does not take the states it returns ({exc}); {CONTRACT}"
+        raise ModuleRefused(msg) from exc
     if y.dim() != 3 or tuple(y.shape[:2]) != (2, 3):
         raise ModuleRefused(f"y has shape {list(y.shape)} for x [2, 3, F]; {CONTRACT}")
     if [n.shape for n in new] != [s.shape for s in states]:
