@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -43,6 +45,8 @@ def load_module(spec: str, kwargs: dict[str, object], weights: str | None) -> nn
     mod_name, sep, attr = spec.partition(":")
     if not (sep and mod_name and attr):
         raise ModuleRefused(f"--module {spec!r}: expected pkg.mod:factory")
+    if os.getcwd() not in sys.path:  # as `python -m` and uvicorn do: modules next to you import
+        sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as exc:

@@ -38,9 +38,11 @@ def _export(repo: Path, factory: str, name: str, *extra: str) -> int:
 def _torch_run(module: object, x: np.ndarray, states: list[np.ndarray]) -> list[np.ndarray]:
     import torch
 
+    from tests.model import user_models
+
     with torch.no_grad():
         t = [torch.from_numpy(s) for s in states]
-        if isinstance(module, torch.nn.LSTM):  # the plain module takes its state nested
+        if isinstance(module, torch.nn.LSTM | user_models.LSTMNestedState):  # nested (h, c)
             y, (h, c) = module(torch.from_numpy(x), (t[0], t[1]))
             return [y.numpy(), h.numpy(), c.numpy()]
         y, *new = module(torch.from_numpy(x), *t)  # type: ignore[operator]
@@ -60,6 +62,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, object], int, int, int]] = {
     "lstm-head": ("LSTMWithHead", ["--features", "3"], {}, 2, 16, 2),
     "gru-mlp": ("GRUWithMLP", ["--module-arg", "hidden=10"], {"hidden": 10}, 2, 10, 1),
     "plain-lstm": ("plain_lstm", [], {}, 2, 6, 6),
+    "nested-state": ("LSTMNestedState", [], {}, 1, 8, 2),
 }
 
 
@@ -95,7 +98,7 @@ def test_exported_manifest_and_graph_agree_with_pytorch(
         manifest["training"]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     )
     # the reference applies to a recurrent stack with one linear head, and says so otherwise
-    if case == "lstm-head":
+    if case in ("lstm-head", "nested-state"):
         assert "agrees with PyTorch and the NumPy reference" in out
     else:
         assert "NumPy reference not applicable" in out

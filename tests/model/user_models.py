@@ -39,7 +39,7 @@ class GRUWithMLP(nn.Module):
 
 
 class LSTMNestedState(nn.Module):
-    """An LSTM whose state travels as one `(h, c)` tuple, in and out: `(x, (h, c)) -> (y, (h, c))`."""
+    """An LSTM whose state travels as one tuple: `(x, (h, c)) -> (y, (h, c))`."""
 
     def __init__(self, n_features: int = 2, hidden: int = 8) -> None:
         super().__init__()
