@@ -44,8 +44,20 @@ def onnx_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
     """Serialize a forecaster; the example has batch 2 and time 3 so no dim looks constant."""
     inputs, outputs = _names(model.cell)
     example = (torch.zeros(2, 3, model.n_features), *model.zero_state(2))
-    dynamic = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
-    dynamic |= {name: {1: "batch"} for name in inputs[1:] + outputs[1:]}
+    return trace_to_onnx(model, example, inputs, outputs, opset)
+
+
+def trace_to_onnx(
+    model: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    opset: int = OPSET,
+) -> bytes:
+    """ONNX bytes of `model(x, *states) -> (y, *states)`: x/y `[batch, time, .]`, states
+    `[L, batch, H]`, with the native recurrent ops of the legacy exporter."""
+    dynamic = {inputs[0]: {0: "batch", 1: "time"}, outputs[0]: {0: "batch", 1: "time"}}
+    dynamic |= {name: {1: "batch"} for name in [*inputs[1:], *outputs[1:]]}
     buf = io.BytesIO()
     model.eval()
     with warnings.catch_warnings():
@@ -65,8 +77,8 @@ def onnx_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
             buf,
             dynamo=False,
             opset_version=opset,
-            input_names=inputs,
-            output_names=outputs,
+            input_names=list(inputs),
+            output_names=list(outputs),
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )

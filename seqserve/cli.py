@@ -93,19 +93,42 @@ def _add_export(p: argparse.ArgumentParser) -> None:
         "--checkpoint", default=f"{DEFAULT_RUN}/checkpoint.pt", help="a `seqserve train` checkpoint"
     )
     p.add_argument("--repository", default=DEFAULT_REPOSITORY, help="model repository root")
-    p.add_argument("--name", default="co2", help="model name in the repository")
+    p.add_argument("--name", help="model name in the repository (default: co2; --module needs it)")
     p.add_argument("--version", help="model version to write (default: one above the highest)")
     p.add_argument("--force", action="store_true", help="replace --version if it exists")
+    own = p.add_argument_group("your own PyTorch module (instead of --checkpoint)")
+    own.add_argument(
+        "--module",
+        metavar="PKG.MOD:FACTORY",
+        help="a zero-argument factory or class returning the nn.Module (see docs/models.md)",
+    )
+    own.add_argument(
+        "--module-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for the factory, a Python literal or text (repeatable)",
+    )
+    own.add_argument("--weights", help="the module's state_dict, saved with torch.save")
+    own.add_argument(
+        "--features",
+        metavar="N|FILE",
+        help="input feature count, or a JSON/TOML features file as for `seqserve import`",
+    )
+    own.add_argument("--description", default="", help="the manifest's description")
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from seqserve.importer.versions import VersionExists
-    from seqserve.model.export import export_checkpoint
     from seqserve.model.verify import VerificationError
+
+    if args.module is not None:
+        return _run_export_module(args)
+    from seqserve.model.export import export_checkpoint
 
     try:
         target = export_checkpoint(
-            args.checkpoint, args.repository, args.name, args.version, force=args.force
+            args.checkpoint, args.repository, args.name or "co2", args.version, force=args.force
         )
     except VersionExists as e:
         print(f"export refused: {e} (pass --force to replace it)", file=sys.stderr)
@@ -117,6 +140,49 @@ def _run_export(args: argparse.Namespace) -> int:
         print(f"export failed verification: {e}", file=sys.stderr)
         return 1
     print(f"exported and verified {target}")
+    return 0
+
+
+def _run_export_module(args: argparse.Namespace) -> int:
+    from seqserve.importer.errors import ImportRefused
+    from seqserve.importer.versions import VersionExists
+    from seqserve.model.export_module import export_module
+    from seqserve.model.module_contract import ModuleRefused
+    from seqserve.model.verify import VerificationError
+
+    if not args.name:
+        print("export --module needs --name (the model's name in the repository)", file=sys.stderr)
+        return 2
+    features = args.features
+    if features is not None and features.isdigit():
+        features = int(features)
+    try:
+        done = export_module(
+            args.module,
+            args.repository,
+            args.name,
+            args.version,
+            weights=args.weights,
+            module_args=args.module_arg,
+            features=features,
+            description=args.description,
+            force=args.force,
+        )
+    except (ModuleRefused, ImportRefused, VersionExists, OSError) as e:
+        print(f"export refused: {e}", file=sys.stderr)
+        return 1
+    except VerificationError as e:
+        print(f"export failed verification: {e}", file=sys.stderr)
+        return 1
+    sig = done.imported.manifest.signature
+    pairs = ", ".join(f"{p.input}->{p.output} {p.shape()}" for p in sig.state)
+    checked = "PyTorch and the NumPy reference" if done.reference else "PyTorch"
+    print(
+        f"exported {done.imported.path}: x -> y {sig.data_output.shape}, state {pairs}; "
+        f"streamable; agrees with {checked} (max abs err {done.max_abs_err:.1e})"
+    )
+    for note in done.notes:
+        print(note)
     return 0
 
 
@@ -311,7 +377,13 @@ def _run_sessions(args: argparse.Namespace) -> int:
 
 COMMANDS: list[Command] = [
     Command("train", "train the default CO2 forecaster", _add_train, _run_train, True),
-    Command("export", "export a checkpoint to ONNX + manifest", _add_export, _run_export, True),
+    Command(
+        "export",
+        "export a checkpoint or your module to ONNX + manifest",
+        _add_export,
+        _run_export,
+        True,
+    ),
     Command("import", "import a recurrent ONNX model", _add_import, _run_import),
     Command("verify", "check a model directory", _add_verify, _run_verify),
     Command("serve", "run the HTTP server (settings: SEQSERVE_* env)", _add_serve, _run_serve),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +110,15 @@ def import_model(
     layout: str | None = None,
     features_file: str | Path | None = None,
     description: str = "",
+    training: dict[str, object] | None = None,
+    check: Callable[[Path], None] | None = None,
+    force: bool = False,
 ) -> Imported:
-    """Import `onnx_path` as `<repository>/<name>/<version>/` (default: the next version)."""
+    """Import `onnx_path` as `<repository>/<name>/<version>/` (default: the next version).
+
+    `training` replaces the manifest's provenance; `check(staged_dir)` runs on the written files
+    before they are moved into place (it raises to refuse them); `force` replaces `version`.
+    """
     onnx_path = Path(onnx_path)
     data = onnx_path.read_bytes()
     try:
@@ -136,7 +144,7 @@ def import_model(
         "opset": opset,
         "features": features,
         "outputs": outputs,
-        "training": {"imported_from": onnx_path.name},
+        "training": training if training is not None else {"imported_from": onnx_path.name},
     }
     options = ort.SessionOptions()
     options.log_severity_level = 4  # failed probes are reported, not logged
@@ -164,5 +172,7 @@ def import_model(
         (staged / manifest.onnx_file).write_bytes(data)
         text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
         (staged / "model.json").write_text(text)
+        if check is not None:
+            check(staged)
 
-    return Imported(install(repository, name, version, write), manifest)
+    return Imported(install(repository, name, version, write, force=force), manifest)
