@@ -3,7 +3,10 @@
 For "this change does not make it slower": point --a and --b at the Python of two installs
 (e.g. a worktree of the old commit with its own venv) and compare medians of paired rounds.
 
-    python scripts/bench_ab.py --a /work/old/.venv/bin/python --b .venv/bin/python
+    python scripts/bench_ab.py --a /work/old/.venv/bin/python --b .venv/bin/python \
+        --a-label "5e96882" --b-label "main" --record
+
+--record keeps the figures in docs/bench_ab.json and its section of docs/benchmarks.md.
 
 Each round starts both servers fresh on the bundled model, opens one session per connection,
 and runs wrk (Debian's `wrk`, one step per request, no step index) against A then B (B then A
@@ -13,11 +16,16 @@ on odd rounds). The load generator shares the machine's cores with the server.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from benchlib import wrk
+from benchlib import ab, markdown, wrk
 from benchlib.client import Client
 from launch import ServerProcess
 
@@ -53,11 +61,16 @@ def main() -> int:
     parser.add_argument("--streams", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--a-label", default="A", help="what build A is (a commit, a branch)")
+    parser.add_argument("--b-label", default="B", help="what build B is")
+    parser.add_argument("--note", default="", help="a sentence recorded under the table")
+    parser.add_argument("--record", action="store_true", help="write docs/bench_ab.json + doc")
     args = parser.parse_args()
     if not wrk.available():
         parser.error("needs Debian's wrk (apt-get install wrk)")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     make_a = _legacy if args.a_legacy else _server
+    table: list[dict[str, Any]] = []
     for streams in args.streams:
         rows: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
         for k in range(args.rounds):
@@ -77,7 +90,40 @@ def main() -> int:
             f"p99 {p99['A']:.1f} ms) | B {rps['B']:,.0f} steps/s ({cpu['B']:.0f} µs CPU/step, "
             f"p99 {p99['B']:.1f} ms) | B/A steps/s, median of paired rounds: {paired:.2f}x"
         )
+        table.append(
+            {
+                "streams": streams,
+                "a_rps": rps["A"],
+                "b_rps": rps["B"],
+                "ratio": paired,
+                "a_cpu_us": cpu["A"],
+                "b_cpu_us": cpu["B"],
+                "a_p99_ms": p99["A"],
+                "b_p99_ms": p99["B"],
+            }
+        )
+    if args.record:
+        _record(args, table)
     return 0
+
+
+def _record(args: argparse.Namespace, table: list[dict[str, Any]]) -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    path = docs / "bench_ab.json"
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    runs = [r for r in runs if (r["a"], r["b"]) != (args.a_label, args.b_label)]
+    runs.append(
+        {
+            "a": args.a_label,
+            "b": args.b_label,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": "python scripts/bench_ab.py " + shlex.join(sys.argv[1:]),
+            "rows": table,
+            "note": args.note,
+        }
+    )
+    path.write_text(json.dumps(runs, indent=1) + "\n")
+    markdown.splice(docs / "benchmarks.md", ab.HEADING, ab.section(path))
 
 
 if __name__ == "__main__":

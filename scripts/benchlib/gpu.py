@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchlib import markdown as markdown_section
+
 HEADING = "## GPU (scripts/gpu_check.sh)"
 
 
@@ -44,12 +46,4 @@ def section(figures_path: Path) -> list[str]:
 
 def splice(markdown: Path, figures_path: Path) -> None:
     """Replace (or append) the GPU section of an existing docs/benchmarks.md."""
-    text = markdown.read_text()
-    before, found, after = text.partition(HEADING)
-    rest = ""
-    if found:
-        tail = after.split("\n## ", 1)
-        rest = "\n## " + tail[1] if len(tail) == 2 else ""
-    else:
-        before = text.rstrip() + "\n\n"
-    markdown.write_text(before + "\n".join(section(figures_path)) + "\n" + rest)
+    markdown_section.splice(markdown, HEADING, section(figures_path))
