@@ -66,3 +66,26 @@ def test_wheel_installs_only_the_seqserve_namespace(tmp_path: Path) -> None:
         "vendor/redoc/LICENSE",
     ):
         assert f"seqserve/service/static/{static}" in names, static
+
+
+def test_the_client_needs_only_the_base_install() -> None:
+    """`pip install seqserve` (no extras) must be enough to import seqserve.client."""
+    import ast
+    import sys
+
+    deps = " ".join(_pyproject()["project"]["dependencies"]).lower()
+    third_party = set()
+    for path in (ROOT / "seqserve" / "client").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in {"seqserve", "__future__"}:
+                    third_party.add(top)
+    assert third_party, "the client imports no third-party package?"
+    missing = sorted(t for t in third_party if f'"{t}' not in deps and f"{t}>" not in deps)
+    assert not missing, f"seqserve.client imports {missing}, which are not base dependencies"
