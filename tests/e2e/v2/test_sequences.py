@@ -144,9 +144,10 @@ def test_many_interleaved_sequences_from_threads(server: ServerProcess, repo: Pa
                     step(triton, "multi", raws[k][lo:hi], seq_id, lo == 0, hi == len(raws[k]))
                 )
                 cursor[k] = hi
-        # tritonclient closes itself in __del__, on gevent's hub of the thread that runs it:
-        # drop the last reference here, so that it never runs on another thread (no hub there)
-        del triton
+        # tritonclient closes itself again in __del__, on the hub of whichever thread collects
+        # it: close it here, on its own thread, and make that second close a no-op
+        triton.close()
+        triton.close = lambda: None
         return {k: np.concatenate(parts) for k, parts in outputs.items()}
 
     groups = [list(range(t, 24, 8)) for t in range(8)]
