@@ -21,12 +21,18 @@ WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
 # The runtime ones plus the `redis` extra (the image serves state_store=redis too) and the
-# `grpc` extra (the KServe V2 / Triton gRPC service on 8001).
-# Wheels only: nothing is compiled, so the build needs no compiler either.
+# `grpc` extra (the KServe V2 / Triton gRPC service on 8001). Of tritonclient the server uses
+# only the generated protobuf modules (service/api/grpc/protos.py loads them from their
+# files), so it goes in without its client's dependencies (rapidjson, ml_dtypes: 31 MB) and
+# protobuf is named instead. Wheels only: nothing is compiled, so no compiler either.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis'] + p['optional-dependencies']['grpc']))" > /tmp/requirements.txt \
- && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: -r /tmp/requirements.txt
+x = p['optional-dependencies']; grpc = [r for r in x['grpc'] if not r.startswith('tritonclient')]; \
+print('\n'.join(p['dependencies'] + x['redis'] + grpc + ['protobuf>=6.30,<7']))" > /tmp/requirements.txt \
+ && python -c "import tomllib; x = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; \
+print(next(r for r in x['grpc'] if r.startswith('tritonclient')).replace('[grpc]', ''))" > /tmp/no-deps.txt \
+ && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: -r /tmp/requirements.txt \
+ && /opt/seqserve/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --only-binary=:all: --no-deps -r /tmp/no-deps.txt
 
 # Then the project itself (seqserve/ with the CLI, service/ with the bundled model repository, model/).
 COPY README.md ./

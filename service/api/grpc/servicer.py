@@ -47,7 +47,7 @@ def sequence_key(request: Any) -> Hashable | None:
     return (request.model_name, type(value).__name__, value)
 
 
-class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # generated: untyped
+class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc,name-defined]  # generated
     def __init__(self, ctx: AppContext, version: str) -> None:
         self.ctx = ctx
         self.version = version
