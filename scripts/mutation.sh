@@ -22,9 +22,9 @@ TIMEOUT=300
 # real redis-server for the Redis store), no process-per-test e2e suites.
 declare -A TESTS=(
   [service/engine.py]="tests/service"
-  [service/batching/batcher.py]="tests/service/test_batching.py tests/service/test_admission.py tests/service/test_exactly_once.py tests/service/test_chunk_invariance.py tests/service/test_units.py"
+  [service/batching/batcher.py]="tests/service/test_store_integrity.py tests/service/test_batching.py tests/service/test_admission.py tests/service/test_exactly_once.py tests/service/test_chunk_invariance.py tests/service/test_units.py"
   [service/batching/assemble.py]="tests/service/test_units.py tests/service/test_batching.py tests/service/test_chunk_invariance.py"
-  [service/state/memory.py]="tests/service/test_lifetimes.py tests/service/test_sessions.py tests/service/test_snapshot.py tests/service/test_exactly_once.py tests/service/test_units.py"
+  [service/state/memory.py]="tests/service/test_store_integrity.py tests/service/test_session_integrity.py tests/service/test_lifetimes.py tests/service/test_sessions.py tests/service/test_snapshot.py tests/service/test_exactly_once.py tests/service/test_units.py"
   [service/state/table.py]="tests/service/test_units.py tests/service/test_sessions.py tests/service/test_lifetimes.py"
   [service/state/slab.py]="tests/service/test_units.py tests/service/test_sessions.py tests/service/test_lifetimes.py"
   [service/state/codec.py]="tests/service/test_sessions.py tests/service/test_units.py"
