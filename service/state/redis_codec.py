@@ -82,8 +82,18 @@ def _refused_write(exc: ResponseError, retry_after_s: int) -> Unavailable | None
 
 def transport_closed(exc: BaseException) -> bool:
     """A connection dropped by a dying node while the client set it up: uvloop raises a
-    bare RuntimeError that redis-py passes on unwrapped."""
-    return isinstance(exc, RuntimeError) and "handler is closed" in str(exc)
+    bare RuntimeError that redis-py passes on unwrapped; and redis-py's cluster client, racing
+    a failover, can write to a connection it has just torn down (its writer is None): an
+    AttributeError raised inside redis-py itself (never ours: the last frame says where)."""
+    if isinstance(exc, RuntimeError):
+        return "handler is closed" in str(exc)
+    if isinstance(exc, AttributeError) and "'NoneType' object" in str(exc):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_code.co_filename.replace("\\", "/") if tb is not None else ""
+        return "/redis/" in where
+    return False
 
 
 @contextmanager
@@ -106,7 +116,7 @@ def reachable(retry_after_s: int) -> Iterator[None]:
         raise Unavailable(
             "too many concurrent session store operations; retry shortly", retry_after_s
         ) from exc
-    except RuntimeError as exc:
+    except (RuntimeError, AttributeError) as exc:
         if not transport_closed(exc):
             raise
         raise Unavailable(
