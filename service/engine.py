@@ -216,7 +216,7 @@ class Engine:
             raw = check_steps(model, raw, self.settings.limits.max_steps_per_request)
             digest = _digest(raw)
             if expected is not None and expected != session.step:
-                return self._replay(session, expected, digest)
+                return await self._replay(session, expected, digest)
             check_step_room(session.step, raw.shape[0])
             future = self._batcher(model).submit(StepJob(session, raw, digest))
             # the session stays locked until its step is committed, even if this request
@@ -229,23 +229,30 @@ class Engine:
                 if expected is None:
                     raise
                 # another replica committed this index first: answer as its retry is answered
-                return self._replay(await self.get_session(session_id, owner), expected, digest)
+                fresh = await self.get_session(session_id, owner)
+                return await self._replay(fresh, expected, digest)
         finally:
             if not handed_over:
                 self._locks.release(session_id)
         self.metrics.steps.labels(session.model).inc(raw.shape[0])
         return result
 
-    def _replay(self, session: Session, expected: int, digest: bytes) -> StepResult:
-        last = session.replay
-        if last is not None and last.start == expected:
-            if last.digest != digest:
-                raise StepConflict(
-                    f"step {expected} was already applied with different inputs",
-                    current_step=session.step,
-                )
-            self.metrics.replays.inc()
-            return StepResult(last.outputs, session.step, replayed=True)
+    async def _replay(self, session: Session, expected: int, digest: bytes) -> StepResult:
+        """A retry of one of the last `replay_depth` applied requests gets its stored answer
+        and the step index that request ended at."""
+        if expected < session.step:
+            for reply in await self.store.replies(session):
+                if reply.start != expected:
+                    continue
+                if reply.digest != digest:
+                    raise StepConflict(
+                        f"step {expected} was already applied with different inputs",
+                        current_step=session.step,
+                        expected_step=expected,
+                    )
+                self.metrics.replays.inc()
+                end = reply.start + reply.outputs.shape[0]
+                return StepResult(reply.outputs, end, replayed=True)
         raise StepConflict(
             f"request expects step {expected} but the session is at step {session.step}",
             current_step=session.step,

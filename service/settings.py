@@ -31,6 +31,11 @@ class SessionSettings(BaseModel):
     """How long an expired or evicted session id keeps answering 410 instead of 404."""
     evict_idle_s: float = Field(0.0, ge=0)
     """At a cap, evict the least recently used session idle this long (0: never evict)."""
+    replay_depth: int = Field(8, ge=1, le=64)
+    """Stored answers kept per session: a retry of any of its last N applied step requests
+    (same start index and inputs) gets its stored answer. The client's `Session.stream` keeps
+    up to N messages in flight (it reads N from the WebSocket's `seqserve-replay-depth`
+    header); 1 keeps only the last answer."""
 
 
 class LimitSettings(BaseModel):

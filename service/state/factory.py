@@ -38,6 +38,7 @@ def open_store(settings: Settings, metrics: Metrics) -> StateStore:
         "retry_after_s": limits.retry_after_s,
         "tombstone_ttl_s": lifetimes.tombstone_ttl_s,
         "evict_idle_s": lifetimes.evict_idle_s,
+        "replay_depth": lifetimes.replay_depth,
         "on_expired": metrics.sessions_expired.inc,
         "on_evicted": metrics.sessions_evicted.inc,
     }

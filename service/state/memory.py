@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from seqserve.service.errors import (
@@ -17,6 +17,7 @@ from seqserve.service.errors import (
     StepConflict,
 )
 from seqserve.service.runtime.layout import MAX_STEP, Layout, StateRows
+from seqserve.service.state.ring import ReplyRings
 from seqserve.service.state.slab import Slab, fits
 from seqserve.service.state.store import Replay, Session, StateStore
 from seqserve.service.state.table import DIGEST_BYTES, SessionTable, unfit
@@ -41,10 +42,15 @@ class MemoryStateStore(StateStore):
         on_expired: Callable[[int], None] = lambda n: None,
         on_evicted: Callable[[int], None] = lambda n: None,
         clock: Callable[[], float] | None = None,
+        replay_depth: int = 1,
     ) -> None:
         self._table = SessionTable()
         self._slabs: dict[int, Slab] = {}  # by model index in the table
         self._long_replies: dict[int, np.ndarray] = {}  # slot -> outputs of a T > 1 request
+        # replies before the newest (replay_depth > 1): rings by model index, slot -> ring row
+        self._depth = replay_depth
+        self._rings: dict[int, ReplyRings] = {}
+        self._ring_of: dict[int, int] = {}
         self._tombstones: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._max_sessions = max_sessions
         self._max_bytes = max_state_bytes
@@ -68,7 +74,7 @@ class MemoryStateStore(StateStore):
         model, version = self._table.models[int(c["model"][slot])]
         owner = int(c["owner"][slot])
         step = int(c["step"][slot])
-        session = Session(
+        return Session(
             id=self._table.session_id(slot),
             model=model,
             version=version,
@@ -79,16 +85,50 @@ class MemoryStateStore(StateStore):
             idle_ttl_s=float(c["idle_ttl_s"][slot]),
             ttl_s=float(c["ttl_s"][slot]),
             slot=slot,
+            replay=self._newest(slot),
         )
+
+    def _newest(self, slot: int) -> Replay | None:
+        """The slot's stored reply to its last applied request, if any."""
+        c = self._table.cols
         length = int(c["replay_len"][slot])
-        if length:
-            row = int(c["row"][slot])
-            outputs = self._long_replies.get(slot)
-            if outputs is None:
-                outputs = self._slab_of(slot).replies[row][None].copy()
-            digest = c["replay_digest"][slot].tobytes()
-            session.replay = Replay(step - length, digest, outputs)
-        return session
+        if not length:
+            return None
+        outputs = self._long_replies.get(slot)
+        if outputs is None:
+            outputs = self._slab_of(slot).replies[int(c["row"][slot])][None].copy()
+        digest = c["replay_digest"][slot].tobytes()
+        return Replay(int(c["step"][slot]) - length, digest, outputs)
+
+    def _keep_older(self, slot: int, session: Session, expected: int) -> None:
+        """Before a commit overwrites the newest reply: a new reply (one that starts at the
+        step the commit expects) pushes the stored one into the slot's ring; no reply (a
+        reset) drops the ring."""
+        if session.replay is None:
+            self._drop_ring(slot)
+            return
+        if self._depth < 2 or session.replay.start != expected:
+            return
+        previous = self._newest(slot)
+        if previous is None:
+            return
+        row = self._ring_of.get(slot)
+        if row is None:
+            row = self._ring_of[slot] = self._ring(slot).alloc()
+        self._ring(slot).push(row, previous.start, previous.digest, previous.outputs)
+
+    def _ring(self, slot: int) -> ReplyRings:
+        model = int(self._table.cols["model"][slot])
+        ring = self._rings.get(model)
+        if ring is None:
+            n_outputs = self._slabs[model].layout.n_outputs
+            ring = self._rings[model] = ReplyRings(self._depth - 1, n_outputs, DIGEST_BYTES)
+        return ring
+
+    def _drop_ring(self, slot: int) -> None:
+        row = self._ring_of.pop(slot, None)
+        if row is not None:
+            self._ring(slot).free(row)
 
     def _write_meta(self, slot: int, session: Session) -> None:
         c = self._table.cols
@@ -166,12 +206,21 @@ class MemoryStateStore(StateStore):
 
     # -- the StateStore interface ------------------------------------------------------------
 
-    async def create(self, session: Session, layout: Layout, state: StateRows | None) -> None:
+    async def create(
+        self,
+        session: Session,
+        layout: Layout,
+        state: StateRows | None,
+        older: Sequence[Replay] = (),
+    ) -> None:
+        """`older`: replies before `session.replay`, newest first (a restored snapshot)."""
         if session.id and session.id in self._table.named:
             raise Conflict(f"session {session.id} already exists", session_id=session.id)
         # everything is checked before a slot, a row or a byte is taken
         if (bad := _bad_meta(session, layout)) is not None:
             raise bad
+        if any(unfit(session.step, reply, layout.n_outputs) for reply in older):
+            raise BadInput("a stored reply does not fit the session")
         if state is not None and not fits(layout, state, 1):
             raise BadInput("the initial state does not fit the model's layout")
         while (full := self._over_cap(layout)) and self._evict_one():
@@ -197,6 +246,12 @@ class MemoryStateStore(StateStore):
         if state is not None:
             slab.scatter([row], state)
         self._bytes += layout.nbytes
+        kept = list(older)[: self._depth - 1] if session.replay is not None else []
+        if kept:
+            ring = self._ring(slot)
+            self._ring_of[slot] = ring_row = ring.alloc()
+            for reply in reversed(kept):
+                ring.push(ring_row, reply.start, reply.digest, reply.outputs)
 
     async def get(self, session_id: str) -> Session:
         slot = self._table.find(session_id)
@@ -258,8 +313,19 @@ class MemoryStateStore(StateStore):
             )
             self._slabs[model].scatter(self._rows(sessions, idx), picked)
             for i in idx:
+                self._keep_older(sessions[i].slot, sessions[i], expected[i])
                 self._write_meta(sessions[i].slot, sessions[i])
         return errors
+
+    async def replies(self, session: Session) -> list[Replay]:
+        if not self._is_current(session):
+            return []
+        newest = self._newest(session.slot)
+        if newest is None:
+            return []
+        row = self._ring_of.get(session.slot)
+        older = [] if row is None else self._ring(session.slot).replies(row)
+        return [newest, *older]
 
     async def touch(self, session: Session) -> None:
         if self._is_current(session):
@@ -275,6 +341,7 @@ class MemoryStateStore(StateStore):
         slab = self._slab_of(slot)
         slab.free(int(self._table.cols["row"][slot]))
         self._long_replies.pop(slot, None)
+        self._drop_ring(slot)
         self._table.free(slot)
         self._bytes -= slab.layout.nbytes
 

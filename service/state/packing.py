@@ -2,7 +2,8 @@
 
 A state row is the layout's tensors as little-endian float32 followed by `prev_x` and
 `last_y` as little-endian float64: exactly `Layout.nbytes` bytes. A stored reply is
-`<q start><I T><I O><B digest length><digest>` then its outputs `[T, O]` as float64.
+`<q start><I T><I O><B digest length><digest>` then its outputs `[T, O]` as float64; several
+stored replies (a session's older answers) are packed replies back to back, newest first.
 No pickle anywhere: the bytes are plain arrays and fixed-width integers.
 """
 
@@ -79,3 +80,30 @@ def unpack_replay(blob: bytes) -> Replay:
         raise PackingError(f"a stored reply does not hold {steps}x{width} outputs")
     outputs = np.frombuffer(blob, "<f8", offset=at).astype(np.float64).reshape(steps, width)
     return Replay(start, blob[_REPLAY_HEAD.size : at], outputs)
+
+
+def _reply_ends(blob: bytes, limit: int) -> list[int]:
+    """Where each of the first `limit` packed replies in `blob` ends (headers read only)."""
+    ends: list[int] = []
+    at = 0
+    while at < len(blob) and len(ends) < limit:
+        if len(blob) - at < _REPLAY_HEAD.size:
+            raise PackingError("a stored reply is truncated")
+        _, steps, width, digest_len = _REPLAY_HEAD.unpack_from(blob, at)
+        at += _REPLAY_HEAD.size + digest_len + 8 * steps * width
+        if at > len(blob):
+            raise PackingError("a stored reply is truncated")
+        ends.append(at)
+    return ends
+
+
+def first_replies(blob: bytes, count: int) -> bytes:
+    """The first `count` packed replies of `blob` (all when it holds fewer)."""
+    ends = _reply_ends(blob, count)
+    return blob[: ends[-1]] if ends else b""
+
+
+def unpack_replies(blob: bytes) -> list[Replay]:
+    """Packed replies back to back -> Replays, in order."""
+    ends = _reply_ends(blob, len(blob))
+    return [unpack_replay(blob[a:b]) for a, b in zip([0, *ends], ends, strict=False)]

@@ -49,6 +49,8 @@ class RedisSession(Session):
     read_step: int = -1  # the step index these were read at
     read_rev: bytes = b""
     read_state: bytes = b""
+    read_replay: bytes = b""  # the packed newest answer, and the older ones (see replies())
+    read_older: bytes = b""
 
 
 def fresh_parts() -> tuple[str, str]:
@@ -146,6 +148,8 @@ def decode_session(session_id: str, fields: dict[bytes, bytes]) -> RedisSession:
         read_step=step,
         read_rev=fields.get(b"rev", b""),
         read_state=fields[b"state"],
+        read_replay=replay or b"",
+        read_older=fields.get(b"older", b""),
     )
 
 

@@ -4,7 +4,8 @@ Keys under a shard's base B (passed as ARGV[1]; see redis_keys: the prefix itsel
 Redis with one shard, else `<prefix>:{<tag>}`, every key of a shard in one slot):
   B:s:<id>    hash  model, version, owner, meta (<ddd created, idle ttl, ttl), lu (last used),
                     step, rev (commits so far), state (packed row), replay (packed last reply),
-                    tag (the call that made the last commit);
+                    older (the replies before it, packed back to back, newest first: up
+                    to replay_depth - 1), tag (the call that made the last commit);
                     PEXPIRE = the time left under both TTLs
   B:t:<id>    str   tombstone "expired" | "evicted"; outlives B:s:<id> by the tombstone TTL
   B:live      zset  id -> deadline (epoch ms): counts the shard's live sessions
@@ -107,7 +108,7 @@ return {1, evicted, expired, n, b, id}
 )
 
 # ARGV: P now tombstone_ms tag, then per session: id expected step lu state replay expire_ms
-#       deadline_ms rev -> per session: -1 committed, -2 expired, -3 no such session,
+#       deadline_ms rev older -> per session: -1 committed, -2 expired, -3 no such session,
 #       a tombstone reason (gone), or the current step (a compare-and-set conflict).
 # The step index is the compare-and-set; `rev` (when given: the revision the caller read the
 # state at) also catches a reset and re-step to the same index in between (ABA).
@@ -117,7 +118,7 @@ return {1, evicted, expired, n, b, id}
 SAVE = """
 local P, now, tomb, tag = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out = {}
-for i = 5, #ARGV, 9 do
+for i = 5, #ARGV, 10 do
   local id, ttl = ARGV[i], tonumber(ARGV[i + 6])
   local key = P .. ':s:' .. id
   local cur = redis.call('HGET', key, 'step')
@@ -138,6 +139,11 @@ for i = 5, #ARGV, 9 do
       redis.call('HDEL', key, 'replay')
     else
       redis.call('HSET', key, 'replay', ARGV[i + 5])
+    end
+    if ARGV[i + 9] == '' then
+      redis.call('HDEL', key, 'older')
+    else
+      redis.call('HSET', key, 'older', ARGV[i + 9])
     end
     redis.call('PEXPIRE', key, ttl)
     redis.call('PEXPIRE', P .. ':t:' .. id, ttl + tomb)

@@ -34,7 +34,14 @@ from redis.asyncio.cluster import RedisCluster
 from seqserve.service.errors import Gone, NotFound, SeqServeError
 from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.state import redis_lua
-from seqserve.service.state.packing import pack_replay, pack_rows, unpack_rows
+from seqserve.service.state.packing import (
+    PackingError,
+    first_replies,
+    pack_replay,
+    pack_rows,
+    unpack_replies,
+    unpack_rows,
+)
 from seqserve.service.state.redis_codec import (
     META,
     RedisSession,
@@ -49,7 +56,7 @@ from seqserve.service.state.redis_codec import (
 from seqserve.service.state.redis_keys import Shards
 from seqserve.service.state.redis_reads import any_master_writable, pipeline, roomiest
 from seqserve.service.state.redis_route import Call, ClusterMode, Lua, Router, open_client
-from seqserve.service.state.store import Session, StateStore
+from seqserve.service.state.store import Replay, Session, StateStore
 
 _SWEEP_BATCH = 1000
 _LIST_BATCH = 500
@@ -74,7 +81,9 @@ class RedisStateStore(StateStore):
         shards: int = 0,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        replay_depth: int = 1,
     ) -> None:
+        self._depth = replay_depth
         self._url, self._max_connections, self._mode = url, max_connections, cluster
         self._client: Redis | RedisCluster | None = None
         self._shard_count = shards
@@ -268,6 +277,7 @@ class RedisStateStore(StateStore):
         now = time.time()
         # a tag per call: a retry of this call (its reply lost) recognises its own commit
         tag = secrets.token_bytes(12)
+        olders = [self._older(s, e) for s, e in zip(sessions, expected, strict=True)]
         by_shard: dict[int, list[int]] = {}
         for i, session in enumerate(sessions):
             by_shard.setdefault(self._shards.of(session.id), []).append(i)
@@ -280,6 +290,7 @@ class RedisStateStore(StateStore):
                 replay = pack_replay(session.replay) if session.replay is not None else b""
                 args += [session.id, before, session.step, repr(session.last_used), rows[i]]
                 args += [replay, *self._expiry(session, now), _read_rev(session, before)]
+                args.append(olders[i])
             calls.append(Call(SAVE, base + ":live", args))
         codes: list[Any] = [None] * len(sessions)
         for members, reply in zip(
@@ -288,15 +299,54 @@ class RedisStateStore(StateStore):
             for i, code in zip(members, reply, strict=True):
                 codes[i] = code
         epochs = await self._epochs([s.id for s, c in zip(sessions, codes, strict=True) if c == -3])
-        for session, row, before, code in zip(sessions, rows, expected, codes, strict=True):
+        for session, row, before, code, older in zip(
+            sessions, rows, expected, codes, olders, strict=True
+        ):
             if code == -1 and isinstance(session, RedisSession):  # what Redis now holds
                 rev = _read_rev(session, before)
+                session.read_older = older
                 session.read_rev = str(int(rev) + 1).encode() if rev else b""
                 session.read_step, session.read_state = session.step, row
+                newest = session.replay
+                session.read_replay = pack_replay(newest) if newest is not None else b""
         return [
             save_error(s.id, code, epochs.get(s.id))
             for s, code in zip(sessions, codes, strict=True)
         ]
+
+    def _older(self, session: Session, before: int) -> bytes:
+        """The `older` field a commit writes: a new answer (one starting at `before`) pushes
+        the newest stored one in front of the older ones read with it, up to the depth; no
+        answer (a reset) clears them. Without a read at `before` (nothing to build on) the
+        window restarts from the new answer alone."""
+        replay = session.replay
+        if replay is None or self._depth < 2:
+            return b""
+        read = isinstance(session, RedisSession) and session.read_step == before
+        if not read:
+            return b""
+        assert isinstance(session, RedisSession)
+        if replay.start != before:  # the same answer again: the window is unchanged
+            return session.read_older
+        return first_replies(session.read_replay + session.read_older, self._depth - 1)
+
+    async def replies(self, session: Session) -> list[Replay]:
+        """The newest answer, then the older ones read with it, as long as each ends where
+        the one after it starts (a hash written by an older replica that kept no window may
+        hold a stale `older` field: it is not trusted past the first break)."""
+        if session.replay is None:
+            return []
+        out = [session.replay]
+        if isinstance(session, RedisSession) and session.read_older:
+            try:
+                older = unpack_replies(session.read_older)
+            except PackingError:
+                older = []
+            for reply in older[: self._depth - 1]:
+                if reply.start + reply.outputs.shape[0] != out[-1].start:
+                    break
+                out.append(reply)
+        return out
 
     async def _epochs(self, ids: list[str]) -> dict[str, bytes | None]:
         """The epoch of each id's shard (only asked for when a session vanished)."""

@@ -1,10 +1,12 @@
 """Snapshots of the memory store: every session written on shutdown, restored at start.
 
 File: `MAGIC`, an 8-byte header length, a JSON header (model versions with their ONNX
-SHA-256 and state layout; session metadata), the packed state rows and stored replies, then
-the SHA-256 of everything before it. It is written to a temporary file and renamed into
-place, so a crash mid-write leaves the previous file. A snapshot that is corrupt or does not
-match the loaded models is refused whole: nothing is loaded and the server does not start.
+SHA-256 and state layout; session metadata), the packed state rows and stored replies (per
+session: its row, its newest reply, then, since format v2, its older replies), then the
+SHA-256 of everything before it. Format v1 files (no older replies) still load. It is
+written to a temporary file and renamed into place, so a crash mid-write leaves the previous
+file. A snapshot that is corrupt or does not match the loaded models is refused whole:
+nothing is loaded and the server does not start.
 After a restore the file is renamed to `<name>.restored`, so a later crash cannot bring back
 sessions that have moved on since.
 """
@@ -28,13 +30,15 @@ from seqserve.service.state.packing import (
     pack_replay,
     pack_rows,
     unpack_replay,
+    unpack_replies,
     unpack_rows,
 )
-from seqserve.service.state.store import Session, StateStore
+from seqserve.service.state.store import Replay, Session, StateStore
 
 log = logging.getLogger("seqserve.snapshot")
 MAGIC = b"SEQSERVE-SNAPSHOT/1\n"
-FORMAT = "seqserve.snapshot/v1"
+FORMAT = "seqserve.snapshot/v2"
+READS = ("seqserve.snapshot/v1", FORMAT)  # v1: no older replies
 _FIELDS = (
     *("id", "model", "version", "owner", "step"),
     *("created_at", "last_used", "idle_ttl_s", "ttl_s"),
@@ -56,9 +60,12 @@ async def write_snapshot(path: Path, store: MemoryStateStore, registry: Registry
         key = f"{session.model}/{session.version}"
         models[key] = {"sha256": model.manifest.sha256, "layout": _layout_doc(model.layout)}
         row = pack_rows(await store.load([session], model.layout), model.layout)[0]
-        replay = pack_replay(session.replay) if session.replay is not None else b""
-        entries.append({**{f: getattr(session, f) for f in _FIELDS}, "replay": len(replay)})
-        blobs += [row, replay]
+        replies = await store.replies(session)
+        packed = pack_replay(replies[0]) if replies else b""
+        packed_older = b"".join(pack_replay(r) for r in replies[1:])
+        sizes = {"replay": len(packed), "older": len(packed_older)}
+        entries.append({**{f: getattr(session, f) for f in _FIELDS}, **sizes})
+        blobs += [row, packed, packed_older]
     header = orjson.dumps(
         {"format": FORMAT, "written_at": time.time(), "models": models, "sessions": entries}
     )
@@ -78,9 +85,9 @@ async def restore_snapshot(path: Path, store: MemoryStateStore, registry: Regist
     now = time.time()
     created: list[str] = []
     try:
-        for session, layout, rows in restored:
+        for session, layout, rows, older in restored:
             if session.expires_at > now:
-                await store.create(session, layout, rows)
+                await store.create(session, layout, rows, older)
                 created.append(session.id)
     except SeqServeError as exc:  # e.g. over the caps: undo, load nothing
         for session_id in created:
@@ -98,7 +105,9 @@ def _layout_doc(layout: Layout) -> dict[str, Any]:
     }
 
 
-def _parse(data: bytes, registry: Registry) -> list[tuple[Session, Layout, StateRows]]:
+def _parse(
+    data: bytes, registry: Registry
+) -> list[tuple[Session, Layout, StateRows, list[Replay]]]:
     if not data.startswith(MAGIC):
         raise SnapshotError("not a seqserve snapshot (wrong magic bytes)")
     body, checksum = data[:-32], data[-32:]
@@ -108,8 +117,8 @@ def _parse(data: bytes, registry: Registry) -> list[tuple[Session, Layout, State
     size = int.from_bytes(data[len(MAGIC) : at], "little")
     try:
         header = orjson.loads(data[at : at + size])
-        if header["format"] != FORMAT:
-            raise SnapshotError(f"format {header['format']!r}, this server reads {FORMAT!r}")
+        if header["format"] not in READS:
+            raise SnapshotError(f"format {header['format']!r}, this server reads {READS!r}")
         layouts = {key: _check_model(key, doc, registry) for key, doc in header["models"].items()}
         at += size
         out = []
@@ -119,9 +128,11 @@ def _parse(data: bytes, registry: Registry) -> list[tuple[Session, Layout, State
             at += layout.nbytes
             replay = body[at : at + entry["replay"]]
             at += entry["replay"]
+            older = body[at : at + entry.get("older", 0)]
+            at += entry.get("older", 0)
             session = Session(**{f: entry[f] for f in _FIELDS})
             session.replay = unpack_replay(replay) if replay else None
-            out.append((session, layout, unpack_rows([row], layout)))
+            out.append((session, layout, unpack_rows([row], layout), unpack_replies(older)))
     except (KeyError, TypeError, ValueError, PackingError) as exc:
         raise SnapshotError(f"malformed snapshot contents ({exc!r})") from exc
     if at != len(body):

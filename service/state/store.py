@@ -15,7 +15,7 @@ Array = np.ndarray
 
 @dataclass(slots=True)
 class Replay:
-    """The last applied step request, kept so that its retry gets the same answer."""
+    """An applied step request's answer, kept so that its retry gets the same answer."""
 
     start: int
     digest: bytes
@@ -33,7 +33,7 @@ class Session:
     last_used: float
     idle_ttl_s: float
     ttl_s: float
-    replay: Replay | None = None
+    replay: Replay | None = None  # the answer to the last applied request
     slot: int = -1  # table slot in the memory store
 
     @property
@@ -60,6 +60,9 @@ class StateStore(abc.ABC):
       (compare-and-set), else answers StepConflict with the current step; an in-process store
       may leave that to the engine's per-session lock, which serialises steps in one process.
     - A commit whose reply was lost may be retried by the store: it is applied at most once.
+    - Stored answers: a store keeps the answers of a session's last `replay_depth` applied
+      requests (replies()). save() with a `replay` that starts at `expected` adds a new answer
+      (the oldest beyond the depth is dropped); a `replay` of None (a reset) drops them all.
     - Lifetimes: an expired or evicted id answers Gone (410) for the tombstone TTL, then
       NotFound; a deleted or never-issued id answers NotFound (404); an id the store issued
       before it lost its data (Redis restarted without persistence) answers Gone.
@@ -99,6 +102,11 @@ class StateStore(abc.ABC):
         replicas commits only where it still holds (compare-and-set). Returns, per session,
         None when committed or the error that kept it from committing.
         """
+
+    async def replies(self, session: Session) -> list[Replay]:
+        """The stored answers of the session as get() read it, newest first: a retried
+        request is answered from the one that starts where it started."""
+        return [] if session.replay is None else [session.replay]
 
     @abc.abstractmethod
     async def touch(self, session: Session) -> None:
