@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,12 @@ from seqserve.service.runtime.layout import Layout, StateRows
 from seqserve.service.runtime.registry import Registry
 from seqserve.service.state.memory import MemoryStateStore
 from seqserve.service.state.packing import pack_replay, pack_rows, unpack_replay, unpack_rows
-from seqserve.service.state.snapshot import SnapshotError, restore_snapshot, write_snapshot
+from seqserve.service.state.snapshot import (
+    MAGIC,
+    SnapshotError,
+    restore_snapshot,
+    write_snapshot,
+)
 from seqserve.service.state.store import Replay, Session
 
 
@@ -179,3 +185,58 @@ def test_rows_and_replies_pack_to_exact_bytes() -> None:
     again = unpack_replay(pack_replay(replay))
     assert (again.start, again.digest) == (41, replay.digest)
     np.testing.assert_array_equal(again.outputs, replay.outputs)
+
+
+def _stepped(store: MemoryStateStore, registry: Registry, answers: int) -> str:
+    """One session of `multi` committed `answers` times, answers of 1 and 2 timesteps."""
+    layout = registry.get("multi", "1").layout
+    now = time.time()
+    s = Session("", "multi", "1", None, 0, now, now, 60, 600)
+    asyncio.run(store.create(s, layout, None))
+    for k in range(answers):
+        got = asyncio.run(store.get(s.id))
+        length = 1 + k % 2
+        outputs = np.full((length, layout.n_outputs), k / 3)
+        before, got.replay = got.step, Replay(got.step, bytes([k]) * 16, outputs)
+        got.step += length
+        assert asyncio.run(store.save([got], layout, _random_rows(layout, k), [before])) == [None]
+    return s.id
+
+
+def _replies(store: MemoryStateStore, session_id: str) -> list[tuple[int, bytes, list[Any]]]:
+    got = asyncio.run(store.get(session_id))
+    return [(r.start, r.digest, r.outputs.tolist()) for r in asyncio.run(store.replies(got))]
+
+
+def test_a_snapshot_keeps_each_sessions_stored_answers(registry: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "sessions.snap"
+    source = MemoryStateStore(100, 1 << 30, 1, 60.0, replay_depth=4)
+    sid = _stepped(source, registry, 6)
+    kept = _replies(source, sid)
+    assert [start for start, _, _ in kept] == [7, 6, 4, 3]
+    asyncio.run(write_snapshot(path, source, registry))
+    target = MemoryStateStore(100, 1 << 30, 1, 60.0, replay_depth=4)
+    assert asyncio.run(restore_snapshot(path, target, registry)) == 1
+    assert _replies(target, sid) == kept
+
+
+def test_a_version_1_snapshot_still_loads(registry: Registry, tmp_path: Path) -> None:
+    """Format v1 had no `older` sizes: rewrite a depth-1 snapshot as v1 and restore it."""
+    path = tmp_path / "sessions.snap"
+    source = _store()
+    sid = _stepped(source, registry, 3)
+    asyncio.run(write_snapshot(path, source, registry))
+    data = path.read_bytes()[:-32]
+    at = len(MAGIC) + 8
+    size = int.from_bytes(data[len(MAGIC) : at], "little")
+    header = json.loads(data[at : at + size])
+    assert header["format"] == "seqserve.snapshot/v2"
+    header["format"] = "seqserve.snapshot/v1"
+    for entry in header["sessions"]:
+        assert entry.pop("older") == 0
+    head = json.dumps(header).encode()
+    body = MAGIC + len(head).to_bytes(8, "little") + head + data[at + size :]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    target = _store()
+    assert asyncio.run(restore_snapshot(path, target, registry)) == 1
+    assert _replies(target, sid) == _replies(source, sid)

@@ -41,9 +41,10 @@ def open_store(request: pytest.FixtureRequest) -> OpenStore:
 
     @asynccontextmanager
     async def opened(
-        max_sessions: int = 100, max_state_bytes: int = 1 << 20
+        max_sessions: int = 100, max_state_bytes: int = 1 << 20, **extra: Any
     ) -> AsyncIterator[StateStore]:
         caps = {"max_sessions": max_sessions, "max_state_bytes": max_state_bytes, **OPTIONS}
+        caps.update(extra)
         store: StateStore
         if request.param == "memory":
             store = MemoryStateStore(**caps)
@@ -216,3 +217,30 @@ def test_caps_refuse_with_retry_after(open_store: OpenStore) -> None:
         assert store.stats() == (1, LAYOUT.nbytes)
 
     run(open_store, scenario, max_sessions=1)
+
+
+def test_the_answers_of_the_last_n_requests_are_kept(open_store: OpenStore) -> None:
+    """replay_depth 3: each commit with a new answer keeps it and the two before it (one- and
+    several-timestep answers alike); a reset (no answer) drops them all."""
+
+    async def scenario(store: StateStore) -> None:
+        s = new()
+        await store.create(s, LAYOUT, None)
+        answers = []
+        for k, length in enumerate([1, 2, 1, 3, 1]):
+            got = await store.get(s.id)
+            answer = Replay(got.step, bytes([k]) * 16, np.full((length, 1), k + 0.5))
+            answers.append(answer)
+            before, got.replay, got.step = got.step, answer, got.step + length
+            assert await store.save([got], LAYOUT, rows(k), [before]) == [None]
+        got = await store.get(s.id)
+        kept = await store.replies(got)
+        assert [r.start for r in kept] == [a.start for a in answers[::-1][:3]] == [7, 4, 3]
+        for mine, want in zip(kept, answers[::-1], strict=False):
+            assert mine.digest == want.digest
+            np.testing.assert_array_equal(mine.outputs, want.outputs)
+        got.replay, got.step = None, 0  # a reset
+        assert await store.save([got], LAYOUT, LAYOUT.zeros(1), [8]) == [None]
+        assert await store.replies(await store.get(s.id)) == []
+
+    run(open_store, scenario, replay_depth=3)
