@@ -196,10 +196,11 @@ class AsyncSession:
         await self.client.request("DELETE", self._path(), gone_ok=True)
 
     def stream(
-        self, chunks: Iterable[Any] | AsyncIterable[Any], max_steps: int = 256
+        self, chunks: Iterable[Any] | AsyncIterable[Any], max_steps: int = 256, window: int = 8
     ) -> AsyncIterator[Array]:
-        """Step `chunks` (each [T, F]) over the session's WebSocket; yields each chunk's
-        outputs in order. See `seqserve.client._ws` for batching and resumption."""
+        """Step `chunks` (each [T, F]) over the session's WebSocket, up to `window` messages
+        in flight (capped by the server's replay depth); yields each chunk's outputs in
+        order. See `seqserve.client._ws` for batching and resumption."""
         from seqserve.client._ws import stream_async
 
-        return stream_async(self, chunks, max_steps)
+        return stream_async(self, chunks, max_steps, window)

@@ -191,9 +191,12 @@ class Session:
     def delete(self) -> None:
         self.client.request("DELETE", self._path(), gone_ok=True)
 
-    def stream(self, chunks: Iterable[Any], max_steps: int = 256) -> Iterator[Array]:
-        """Step `chunks` (each [T, F]) over the session's WebSocket; yields each chunk's
-        outputs in order. See `seqserve.client._ws` for batching and resumption."""
+    def stream(
+        self, chunks: Iterable[Any], max_steps: int = 256, window: int = 8
+    ) -> Iterator[Array]:
+        """Step `chunks` (each [T, F]) over the session's WebSocket, up to `window` messages
+        in flight (capped by the server's replay depth); yields each chunk's outputs in
+        order. See `seqserve.client._ws` for batching and resumption."""
         from seqserve.client._ws import stream_sync
 
-        return stream_sync(self, chunks, max_steps)
+        return stream_sync(self, chunks, max_steps, window)

@@ -1,11 +1,13 @@
-"""Streaming steps over a session's WebSocket, exactly once across dropped connections.
+"""Streaming steps over a session's WebSocket: a window of messages in flight, answers in
+order, exactly once across dropped connections.
 
-The server keeps one stored answer per session (its last applied request), so the stream
-keeps one message in flight and batches instead: chunks that arrive while a message is out
-travel together in the next one (up to `max_steps` timesteps), and each chunk's outputs are
-split back out and yielded in order. A dropped connection is reopened (another replica if
-given) and the same message resent with the same step index: if the server had applied it,
-it answers with the stored outputs; nothing is lost, nothing is applied twice.
+Up to `window` messages are on the wire at once (never more than the server's replay depth,
+read from the handshake); chunks that arrive while the window is full travel together in the
+next message (up to `max_steps` timesteps), and each chunk's outputs are split back out and
+yielded in order. A dropped connection is reopened (another replica if given) and every
+message not yet answered is resent with its own step index: the server answers those it had
+applied from its stored answers and applies the rest, so nothing is lost and nothing is
+applied twice (see `_window`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import WebSocketException
@@ -26,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from seqserve.client import _wire
 from seqserve.client._retry import Retry, should_retry
+from seqserve.client._window import END, Batch, Window, gather
 from seqserve.client.errors import TransportError, error_from
 
 if TYPE_CHECKING:
@@ -33,36 +34,10 @@ if TYPE_CHECKING:
     from seqserve.client._sync import Session
 
 Array = _wire.Array
-_END = object()
 _FEED_DEPTH = 64  # chunks read ahead of the server: backpressure on the producer
-_DROPS = (WebSocketException, OSError, TimeoutError, EOFError)
-
-
-@dataclass
-class Batch:
-    chunks: list[Array]
-
-    def message(self, step: int, number: int) -> bytes:
-        inputs = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
-        return _wire.encode({"inputs": inputs, "step": step, "id": number})
-
-    def split(self, outputs: Any) -> list[Array]:
-        cuts = np.cumsum([len(c) for c in self.chunks])[:-1]
-        return list(np.split(_wire.outputs(outputs), cuts))
-
-    @property
-    def steps(self) -> int:
-        return sum(len(c) for c in self.chunks)
-
-
-def _gather(first: Array, more: Iterator[Array | object], max_steps: int) -> tuple[Batch, Any]:
-    """`first` plus the chunks already waiting, up to max_steps; also the one held back."""
-    batch = Batch([first])
-    for item in more:
-        if item is _END or not isinstance(item, np.ndarray) or batch.steps + len(item) > max_steps:
-            return batch, item
-        batch.chunks.append(item)
-    return batch, None
+_POLL_S = 0.002  # with room in the window, how often an answer wait looks for a new chunk
+# a dropped or dead connection; ValueError: an answer that is not the oldest message's
+_DROPS = (WebSocketException, OSError, TimeoutError, EOFError, ValueError)
 
 
 def _answer(reply: str | bytes, retry: Retry) -> tuple[dict[str, Any] | None, float | None]:
@@ -94,6 +69,7 @@ class _Feed:
     def __init__(self, chunks: Iterable[Any]) -> None:
         self._q: queue.Queue[Any] = queue.Queue(_FEED_DEPTH)
         self._held: Any = None
+        self.ended = False
         threading.Thread(target=self._read, args=(chunks,), daemon=True).start()
 
     def _read(self, chunks: Iterable[Any]) -> None:
@@ -102,7 +78,7 @@ class _Feed:
                 self._q.put(_wire.steps(chunk))
         except BaseException as e:  # handed to the consumer, raised there
             self._q.put(e)
-        self._q.put(_END)
+        self._q.put(END)
 
     def _waiting(self) -> Iterator[Any]:
         while True:
@@ -111,51 +87,80 @@ class _Feed:
             except queue.Empty:
                 return
 
-    def take(self, max_steps: int) -> Batch | None:
-        first = self._held if self._held is not None else self._q.get()
-        self._held = None
+    def take(self, max_steps: int, block: bool) -> Batch | None:
+        """The next message's chunks; None at the end, or when none waits and not `block`."""
+        first, self._held = self._held, None
+        if first is None:
+            try:
+                first = self._q.get(block=block)
+            except queue.Empty:
+                return None
         if isinstance(first, BaseException):
             raise first
-        if first is _END:
-            self._held = _END
+        if first is END:
+            self.ended = True
             return None
-        batch, self._held = _gather(first, self._waiting(), max_steps)
+        batch, self._held = gather(first, self._waiting(), max_steps)
         return batch
 
 
-def stream_sync(session: Session, chunks: Iterable[Any], max_steps: int) -> Iterator[Array]:
+def stream_sync(
+    session: Session, chunks: Iterable[Any], max_steps: int, window: int
+) -> Iterator[Array]:
     client = session.client
     feed = _Feed(chunks)
+    win = Window(session.current_step, window)
     ws: ClientConnection | None = None
-    number = 0
+    retry = client.retry()
+    heard = time.monotonic()  # the last sign of life of the connection
     try:
-        while (batch := feed.take(max_steps)) is not None:
-            number += 1
-            text = batch.message(session.current_step, number)
-            retry = client.retry()
-            while True:
-                try:
-                    if ws is None:
-                        url = _wire.ws_url(client.base_url, session.id)
-                        ws = connect(  # entered, not `with`: a drop replaces it
-                            url,
-                            additional_headers=_headers(client.api_key),
-                            open_timeout=client.timeout,
-                        ).__enter__()
-                    ws.send(text.decode())
-                    msg, wait = _answer(ws.recv(timeout=client.timeout), retry)
-                except _DROPS as e:
-                    if ws is not None:
-                        ws.close()
-                    ws, msg = None, None
-                    client.next_replica()
-                    if (wait := retry.delay()) is None:
-                        raise TransportError(f"stream of {session.id}: {e!r}") from e
-                if msg is not None:
+        while True:
+            while win.room() and not feed.ended:
+                if (batch := feed.take(max_steps, block=not win.pending)) is None:
                     break
+                win.add(batch)
+            if not win.pending:
+                return
+            try:
+                if ws is None:
+                    url = _wire.ws_url(client.base_url, session.id)
+                    ws = connect(  # entered, not `with`: a drop replaces it
+                        url,
+                        additional_headers=_headers(client.api_key),
+                        open_timeout=client.timeout,
+                    ).__enter__()
+                    win.connected(ws.response.headers if ws.response else None)
+                    heard = time.monotonic()
+                    continue  # the window may have grown: fill it before sending
+                for text in win.unsent():
+                    ws.send(text)
+                polling = win.room() and not feed.ended
+                try:
+                    reply = ws.recv(timeout=_POLL_S if polling else client.timeout)
+                except TimeoutError:
+                    if polling and time.monotonic() - heard < client.timeout:
+                        continue  # look for a new chunk, then wait again
+                    raise
+                msg, wait = _answer(reply, retry)
+                if msg is not None:
+                    step, outputs = win.answered(msg)
+            except _DROPS as e:
+                if ws is not None:
+                    ws.close()
+                ws = None
+                client.next_replica()
+                if (wait := retry.delay()) is None:
+                    raise TransportError(f"stream of {session.id}: {e!r}") from e
+                time.sleep(wait)
+                continue
+            if msg is None:  # refused (e.g. 503): resend from it on a fresh connection
+                ws.close()
+                ws = None
                 time.sleep(wait or 0)
-            session.current_step = int(msg["step"])
-            yield from batch.split(msg["outputs"])
+                continue
+            heard, retry = time.monotonic(), client.retry()
+            session.current_step = step
+            yield from outputs
     finally:
         if ws is not None:
             ws.close()
@@ -174,64 +179,110 @@ async def _read_async(chunks: Iterable[Any] | AsyncIterable[Any], q: asyncio.Que
                 await q.put(_wire.steps(chunk))
     except Exception as e:  # handed to the consumer, raised there
         await q.put(e)
-    await q.put(_END)
+    await q.put(END)
 
 
-def _waiting_async(q: asyncio.Queue[Any]) -> Iterator[Any]:
-    while True:
-        try:
-            yield q.get_nowait()
-        except asyncio.QueueEmpty:
-            return
+class _AsyncFeed:
+    """The caller's chunks, read by a task, so the stream can see which are waiting."""
+
+    def __init__(self, chunks: Iterable[Any] | AsyncIterable[Any]) -> None:
+        self._q: asyncio.Queue[Any] = asyncio.Queue(_FEED_DEPTH)
+        self.reader = asyncio.create_task(_read_async(chunks, self._q))
+        self._held: Any = None
+        self.ended = False
+
+    def _waiting(self) -> Iterator[Any]:
+        while True:
+            try:
+                yield self._q.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+
+    async def take(self, max_steps: int, block: bool) -> Batch | None:
+        """The next message's chunks; None at the end, or when none waits and not `block`."""
+        first, self._held = self._held, None
+        if first is None:
+            if block:
+                first = await self._q.get()
+            else:
+                try:
+                    first = self._q.get_nowait()
+                except asyncio.QueueEmpty:
+                    return None
+        if isinstance(first, BaseException):
+            raise first
+        if first is END:
+            self.ended = True
+            return None
+        batch, self._held = gather(first, self._waiting(), max_steps)
+        return batch
 
 
 async def stream_async(
-    session: AsyncSession, chunks: Iterable[Any] | AsyncIterable[Any], max_steps: int
+    session: AsyncSession,
+    chunks: Iterable[Any] | AsyncIterable[Any],
+    max_steps: int,
+    window: int,
 ) -> AsyncIterator[Array]:
     client = session.client
-    q: asyncio.Queue[Any] = asyncio.Queue(_FEED_DEPTH)
-    reader = asyncio.create_task(_read_async(chunks, q))
+    feed = _AsyncFeed(chunks)
+    win = Window(session.current_step, window)
     ws: AsyncConnection | None = None
-    held: Any = None
-    number = 0
+    retry = client.retry()
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
     try:
         while True:
-            first = held if held is not None else await q.get()
-            if isinstance(first, BaseException):
-                raise first
-            if first is _END:
-                return
-            batch, held = _gather(first, _waiting_async(q), max_steps)
-            number += 1
-            text = batch.message(session.current_step, number).decode()
-            retry = client.retry()
-            while True:
-                try:
-                    if ws is None:
-                        url = _wire.ws_url(client.base_url, session.id)
-                        ws = await aconnect(
-                            url,
-                            additional_headers=_headers(client.api_key),
-                            open_timeout=client.timeout,
-                        )
-                    await ws.send(text)
-                    async with asyncio.timeout(client.timeout):
-                        reply = await ws.recv()
-                    msg, wait = _answer(reply, retry)
-                except _DROPS as e:
-                    if ws is not None:
-                        await ws.close()
-                    ws, msg = None, None
-                    client.next_replica()
-                    if (wait := retry.delay()) is None:
-                        raise TransportError(f"stream of {session.id}: {e!r}") from e
-                if msg is not None:
+            while win.room() and not feed.ended:
+                if (batch := await feed.take(max_steps, block=not win.pending)) is None:
                     break
+                win.add(batch)
+            if not win.pending:
+                return
+            try:
+                if ws is None:
+                    url = _wire.ws_url(client.base_url, session.id)
+                    ws = await aconnect(
+                        url,
+                        additional_headers=_headers(client.api_key),
+                        open_timeout=client.timeout,
+                    )
+                    win.connected(ws.response.headers if ws.response else None)
+                    heard = loop.time()
+                    continue  # the window may have grown: fill it before sending
+                for text in win.unsent():
+                    await ws.send(text)
+                polling = win.room() and not feed.ended
+                try:
+                    # cancelling recv() loses no message: the next recv() returns it
+                    async with asyncio.timeout(_POLL_S if polling else client.timeout):
+                        reply = await ws.recv()
+                except TimeoutError:
+                    if polling and loop.time() - heard < client.timeout:
+                        continue  # look for a new chunk, then wait again
+                    raise
+                msg, wait = _answer(reply, retry)
+                if msg is not None:
+                    step, outputs = win.answered(msg)
+            except _DROPS as e:
+                if ws is not None:
+                    await ws.close()
+                ws = None
+                client.next_replica()
+                if (wait := retry.delay()) is None:
+                    raise TransportError(f"stream of {session.id}: {e!r}") from e
+                await asyncio.sleep(wait)
+                continue
+            if msg is None:  # refused (e.g. 503): resend from it on a fresh connection
+                await ws.close()
+                ws = None
                 await asyncio.sleep(wait or 0)
-            session.current_step = int(msg["step"])
-            for out in batch.split(msg["outputs"]):
+                continue
+            heard, retry = loop.time(), client.retry()
+            session.current_step = step
+            for out in outputs:
                 yield out
     finally:
-        reader.cancel()
+        feed.reader.cancel()
         if ws is not None:
             await ws.close()

@@ -92,11 +92,15 @@ async def _serve(websocket: WebSocket, engine: Engine, session_id: str, owner: s
 @router.websocket("/v1/sessions/{session_id}/stream")
 async def step_stream(websocket: WebSocket, session_id: str) -> None:
     """Messages `{"inputs": [[..]], "step"?, "id"?}` in, `{"outputs", "step", "replayed"}` out,
-    in order; a bad message gets `{"error": problem}` and the connection stays open."""
+    in order; a bad message gets `{"error": problem}` and the connection stays open. The
+    handshake answer's `seqserve-replay-depth` header says how many applied requests back a
+    resent message is still answered from its stored answer."""
     ctx = app_context(websocket.app)
     engine = ctx.engine
     headers = websocket.scope["headers"]
-    await websocket.accept(websocket_protocol(headers))
+    # how many requests back a retry is answered: a client may keep that many in flight
+    depth = str(engine.settings.sessions.replay_depth).encode()
+    await websocket.accept(websocket_protocol(headers), [(b"seqserve-replay-depth", depth)])
     try:
         owner = ctx.keys.owner(websocket_key(headers))
         await engine.get_session(session_id, owner)
