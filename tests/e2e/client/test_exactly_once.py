@@ -19,6 +19,7 @@ import pytest
 from scripts.launch import ServerProcess
 from seqserve.client import Client
 from tests.e2e.client.fault_proxy import FaultProxy
+from tests.e2e.conftest import StartServer
 
 MODEL, FEATURES, STEPS = "multi", 3, 300
 TOL = 1e-5
@@ -71,11 +72,31 @@ def test_stream_through_a_lossy_proxy(server: ServerProcess, proxy: FaultProxy) 
     proxy.cut = 0.2  # per chunk read from either side; a message's exchange is 2 chunks
     with lossy_client(proxy.url) as client:
         session = client.create_session(MODEL)
-        outputs = list(session.stream(iter(parts), max_steps=8))
+        outputs = list(session.stream(iter(parts), max_steps=8, window=8))
     assert proxy.counts["cut request"] > 3, proxy.counts
     assert proxy.counts["cut answer"] > 3, proxy.counts
+    assert proxy.max_lost_at_cut >= 2  # several messages in flight lost their answers at once
     assert httpx.get(f"{server.url}/v1/sessions/{session.id}").json()["step"] == STEPS
     assert_whole(outputs, expected(server.url, parts), parts)
+
+
+@pytest.mark.parametrize(("window", "depth", "most"), [(8, "8", 8), (1, "8", 1), (8, "2", 2)])
+def test_stream_keeps_a_window_of_messages_in_flight(
+    start_server: StartServer, window: int, depth: str, most: int
+) -> None:
+    """A counting proxy that loses nothing: several messages of one session are on the wire
+    before the first answer comes back, never more than the window or the server's depth."""
+    server = start_server(SEQSERVE_SESSIONS__REPLAY_DEPTH=depth)
+    proxy = FaultProxy(server.port, seed=1, drop=0, lose=0, cut=0).start()
+    parts = chunks(6)
+    try:
+        with Client(proxy.url) as client:
+            session = client.create_session(MODEL)
+            outputs = list(session.stream(iter(parts), max_steps=8, window=window))
+    finally:
+        proxy.stop()
+    assert_whole(outputs, expected(server.url, parts), parts)
+    assert proxy.max_in_flight == most if most == 1 else 2 <= proxy.max_in_flight <= most
 
 
 def v2_step(client: httpx.Client, url: str, seq: int, part: np.ndarray, step: int) -> Any:

@@ -70,7 +70,7 @@ def test_async_stream_survives_a_killed_replica(
         urls = [p.url for p in proxies]
         async with AsyncClient(urls, keepalive=False, retries=40, deadline_s=120.0) as client:
             session = await client.create_session(MODEL)
-            async for out in session.stream(feed(), max_steps=8):
+            async for out in session.stream(feed(), max_steps=8, window=8):
                 outputs.append(out)
                 if session.current_step >= KILL_AT and doomed.proc and doomed.proc.poll() is None:
                     doomed.stop(signal.SIGKILL)
