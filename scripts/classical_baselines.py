@@ -31,7 +31,7 @@ TABLE_H = (1, 4, 8, 13)
 YEARS = range(1995, 2002)
 
 
-def fitted(refit: bool, prep: object) -> dict[str, object]:
+def fitted(refit: bool, prep: object, yearly: bool) -> dict[str, object]:
     cache = {} if refit or not CACHE.is_file() else json.loads(CACHE.read_text())
     raw, dates = prep.raw, prep.dates  # type: ignore[attr-defined]
     train = raw[: prep.val_start]  # type: ignore[attr-defined]
@@ -41,8 +41,8 @@ def fitted(refit: bool, prep: object) -> dict[str, object]:
         cache["uc"] = bl.uc_params(train)
     if "holt_winters" not in cache:
         cache["holt_winters"] = bl.holt_winters_params(train)
-    yearly = cache.setdefault("sarima_yearly", {})
-    for year in YEARS:
+    fit_yearly, yearly = yearly, cache.setdefault("sarima_yearly", {})
+    for year in YEARS if fit_yearly else ():
         if str(year) not in yearly:
             end = int(np.searchsorted(dates, pd.Timestamp(f"{year}-01-01")))
             yearly[str(year)] = bl.sarima_params(raw[:end])
@@ -55,10 +55,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "service/model_repository/co2/1"))
     p.add_argument("--refit", action="store_true", help="fit again instead of using the cache")
+    p.add_argument(
+        "--no-yearly-fits", action="store_true", help="use only the cached yearly SARIMA refits"
+    )
     args = p.parse_args()
     prep = load_prepared()
     raw, n = prep.raw, len(prep.raw)
-    params = fitted(args.refit, prep)
+    params = fitted(args.refit, prep, not args.no_yearly_fits)
     targets = np.arange(prep.test_start, n)
     first = prep.test_start - H
     origins = np.arange(first, n - 1)
@@ -101,6 +104,8 @@ def main() -> int:
     print("| year | LSTM h=1 | SARIMA h=1 | LSTM h=13 | SARIMA h=13 |")
     print("|---|---|---|---|---|")
     for year in YEARS:
+        if str(year) not in params["sarima_yearly"]:
+            continue
         lo = int(np.searchsorted(prep.dates, pd.Timestamp(f"{year}-01-01")))
         hi = int(np.searchsorted(prep.dates, pd.Timestamp(f"{year + 1}-01-01")))
         yt = np.arange(lo, hi)

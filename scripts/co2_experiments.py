@@ -44,8 +44,10 @@ def steady_filter(params, values):
 class Hybrid(nn.Module):
     def __init__(self, A, Bv, Z, mean, std, hidden, learn_struct):
         super().__init__()
+
         def f(a):
             return torch.tensor(a, dtype=torch.float32)
+
         mk = (lambda a: nn.Parameter(f(a))) if learn_struct else f
         self.A, self.B, self.Z = mk(A), mk(Bv), mk(Z)
         self.mean, self.std = mean, std
@@ -134,7 +136,7 @@ def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     prep = load_prepared()
-    params = json.loads(Path("/tmp/p/params.json").read_text())["uc"]
+    params = json.loads((ROOT / "model" / "baselines_params.json").read_text())["uc"]
     end = prep.val_start if a.fit_end == "train" else prep.test_start
     A, Bv, Z = steady_filter(params, prep.raw[: prep.val_start])
     model = Hybrid(A, Bv, Z, prep.mean, prep.std, a.hidden, a.learn_struct)
