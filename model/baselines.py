@@ -46,17 +46,19 @@ def state_space_paths(res: object, origins: np.ndarray, horizon: int) -> np.ndar
     return out
 
 
-def sarima(train: np.ndarray) -> object:
+def sarima(train: np.ndarray, start: list[float] | None = None) -> object:
     """SARIMA(1,1,1)(1,1,1,52) fitted by maximum likelihood (about a minute on one core)."""
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     order, seasonal = SARIMA_ORDER
     with _quiet():
-        return SARIMAX(train, order=order, seasonal_order=seasonal).fit(disp=False)
+        model = SARIMAX(train, order=order, seasonal_order=seasonal)
+        return model.fit(start_params=start, disp=False)
 
 
-def sarima_params(train: np.ndarray) -> list[float]:
-    return [float(p) for p in sarima(train).params]
+def sarima_params(train: np.ndarray, start: list[float] | None = None) -> list[float]:
+    """Fitted parameters; `start` (e.g. a fit on fewer weeks) only speeds up the optimiser."""
+    return [float(p) for p in sarima(train, start).params]
 
 
 def sarima_paths(
@@ -70,7 +72,8 @@ def sarima_paths(
     return state_space_paths(res, origins, horizon)
 
 
-def _uc_model(values: np.ndarray) -> object:
+def uc_model(values: np.ndarray) -> object:
+    """The structural model: local linear trend, 3 harmonics of a 52.18-week year, AR(1)."""
     from statsmodels.tsa.statespace.structural import UnobservedComponents
 
     return UnobservedComponents(
@@ -84,7 +87,7 @@ def _uc_model(values: np.ndarray) -> object:
 def uc_params(train: np.ndarray) -> list[float]:
     """Local linear trend + 3 harmonics of a 52.18-week year + AR(1) noise (statsmodels UC)."""
     with _quiet():
-        res = _uc_model(train).fit(disp=False, maxiter=500)
+        res = uc_model(train).fit(disp=False, maxiter=500)
     return [float(p) for p in res.params]
 
 
@@ -92,7 +95,7 @@ def uc_paths(
     params: list[float], values: np.ndarray, origins: np.ndarray, horizon: int
 ) -> np.ndarray:
     with _quiet():
-        res = _uc_model(values).filter(np.asarray(params))
+        res = uc_model(values).filter(np.asarray(params))
     return state_space_paths(res, origins, horizon)
 
 

@@ -45,7 +45,7 @@ def fitted(refit: bool, prep: object, yearly: bool) -> dict[str, object]:
     for year in YEARS if fit_yearly else ():
         if str(year) not in yearly:
             end = int(np.searchsorted(dates, pd.Timestamp(f"{year}-01-01")))
-            yearly[str(year)] = bl.sarima_params(raw[:end])
+            yearly[str(year)] = bl.sarima_params(raw[:end], start=cache["sarima"])
             CACHE.write_text(json.dumps(cache, indent=1) + "\n")  # keep progress
     CACHE.write_text(json.dumps(cache, indent=1) + "\n")
     return cache

@@ -25,7 +25,7 @@ def steady_filter(params, values):
     """(A, K-e, Z) of the steady-state innovations filter of the UC model, in difference form."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = B._uc_model(values).filter(np.asarray(params))
+        res = B.uc_model(values).filter(np.asarray(params))
     ssm = res.model.ssm
     T = np.asarray(ssm["transition"]).reshape(ssm.k_states, ssm.k_states)
     Z = np.asarray(ssm["design"]).reshape(1, ssm.k_states)
