@@ -98,7 +98,7 @@ def main() -> int:
             bl.diebold_mariano(lstm[h] - truth, fc[other][h] - truth, h) for h in range(1, H + 1)
         ]
         print(f"| vs {other}: DM | " + " | ".join(f"{t.stat:+.2f}" for t in tests) + " |")
-        print("| p | " + " | ".join(f"{t.p_value:.2f}" for t in tests) + " |")
+        print("| p-value | " + " | ".join(f"{t.p_value:.2f}" for t in tests) + " |")
 
     print("\nYearly origins: MAE h=1 / h=13 (SARIMA refitted on all weeks before each year)\n")
     print("| year | LSTM h=1 | SARIMA h=1 | LSTM h=13 | SARIMA h=13 |")

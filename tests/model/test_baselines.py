@@ -65,9 +65,9 @@ def test_holt_winters_recursion_matches_statsmodels() -> None:
 def test_state_space_paths_are_statsmodels_forecasts_from_each_origin(kind: str) -> None:
     from seqserve.model.data import load_prepared
 
-    raw = load_prepared().raw
+    raw = load_prepared().raw[:1760]  # short enough for SARIMA's 107-dim state to filter fast
     params = json.loads(CACHE.read_text())[kind]
-    origins = np.array([1700, 2270])
+    origins = np.array([1680, 1745])
     if kind == "sarima":
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
