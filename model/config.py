@@ -9,8 +9,8 @@ from dataclasses import dataclass
 class TrainConfig:
     """Everything that determines a run; the same config gives the same model and metrics."""
 
-    out_dir: str = "runs/co2"
-    plot_dir: str | None = "docs/img"
+    out_dir: str = "runs/co2"  # the run directory: checkpoint and, by default, the plots
+    plot_dir: str | None = None  # None: the run directory; the tracked docs/img only when asked
     cell: str = "lstm"
     hidden_size: int = 64
     num_layers: int = 1
@@ -30,3 +30,5 @@ class TrainConfig:
     state_noise: float = 1.0
     clip_norm: float = 1.0
     progress: bool = True
+    plots: bool = True  # loss and forecast PNGs, into plot_dir
+    force: bool = False  # replace a run directory that already holds a checkpoint

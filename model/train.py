@@ -26,7 +26,19 @@ from tqdm import tqdm
 CHECKPOINT = "checkpoint.pt"
 # Where a run writes and whether it shows a bar do not change the model: keep them out of the
 # manifest, so that the same config reproduces model.json byte for byte.
-_NOT_RECORDED = ("out_dir", "plot_dir", "progress")
+_NOT_RECORDED = ("out_dir", "plot_dir", "progress", "plots", "force")
+
+
+class RunExists(FileExistsError):
+    """The run directory already holds a checkpoint; runs are not overwritten without force."""
+
+
+def check_run_dir(cfg: TrainConfig) -> Path:
+    """The run directory, refused (before any training) if it holds a checkpoint and not force."""
+    out = Path(cfg.out_dir)
+    if (out / CHECKPOINT).exists() and not cfg.force:
+        raise RunExists(f"{out / CHECKPOINT} exists; choose another --out or pass --force")
+    return out
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -101,6 +113,7 @@ def fit(model: nn.Module, prep: Prepared, cfg: TrainConfig) -> dict[str, list[fl
 
 def train(cfg: TrainConfig) -> dict[str, object]:
     """Train, evaluate, plot and save a checkpoint; returns the checkpoint dict."""
+    out = check_run_dir(cfg)
     seed_everything(cfg.seed, cfg.threads)
     prep = load_prepared()
     model = lstm.build(cfg.cell, 1, cfg.hidden_size, cfg.num_layers, 1)
@@ -117,13 +130,13 @@ def train(cfg: TrainConfig) -> dict[str, object]:
         "best_epoch": best_epoch,
         "epochs_run": len(history["val"]),
     }
-    out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.plot_dir is not None:
+    if cfg.plots:
         from seqserve.model.plots import plot_forecast, plot_losses
 
-        plot_losses(history, best_epoch, Path(cfg.plot_dir) / "loss.png")
-        plot_forecast(prep, report, Path(cfg.plot_dir) / "forecast.png")
+        plot_dir = Path(cfg.plot_dir) if cfg.plot_dir is not None else out
+        plot_losses(history, best_epoch, plot_dir / "loss.png")
+        plot_forecast(prep, report, plot_dir / "forecast.png")
     checkpoint: dict[str, object] = {
         "arch": {
             "cell": cfg.cell,

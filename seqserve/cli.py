@@ -30,12 +30,16 @@ class Command:
 # TrainConfig fields with their own CLI spelling or help; every other field becomes --field-name.
 _TRAIN_HELP = {
     "out_dir": ("--out", "run directory for the checkpoint"),
-    "plot_dir": ("--plots", "directory for the PNG plots"),
+    "plot_dir": ("--plots", "directory for the PNG plots (default: the run directory)"),
     "threads": ("--threads", "torch threads (fixed, for reproducibility)"),
     "patience": ("--patience", "early-stopping patience, epochs"),
     "window": ("--window", "weeks per training sequence"),
     "state_noise": ("--state-noise", "scale of the random initial states of training windows"),
 }
+
+
+# Boolean TrainConfig fields set by on/off flags below rather than by --field-name VALUE.
+_TRAIN_SWITCHES = ("progress", "plots", "force")
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -44,7 +48,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     from seqserve.model.config import TrainConfig  # torch-free
 
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "progress":
+        if f.name in _TRAIN_SWITCHES:
             continue
         flag, help_ = _TRAIN_HELP.get(f.name, ("--" + f.name.replace("_", "-"), None))
         kind = type(f.default) if f.default is not None else str
@@ -59,6 +63,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         )
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--force", action="store_true", help="replace a run directory that holds a checkpoint"
+    )
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -66,18 +73,20 @@ def _run_train(args: argparse.Namespace) -> int:
     import time
 
     from seqserve.model.config import TrainConfig
-    from seqserve.model.train import format_metrics, train
+    from seqserve.model.train import RunExists, format_metrics, train
 
     values = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
-        if f.name != "progress"
+        if f.name not in _TRAIN_SWITCHES
     }
-    cfg = TrainConfig(**values, progress=not args.quiet)
-    if args.no_plots:
-        cfg = dataclasses.replace(cfg, plot_dir=None)
+    cfg = TrainConfig(**values, progress=not args.quiet, plots=not args.no_plots, force=args.force)
     started = time.perf_counter()
-    ckpt = train(cfg)
+    try:
+        ckpt = train(cfg)
+    except RunExists as e:
+        print(f"train refused: {e}", file=sys.stderr)
+        return 1
     metrics = ckpt["metrics"]
     assert isinstance(metrics, dict)
     print(format_metrics(metrics))

@@ -65,6 +65,28 @@ def test_train_export_verify_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert sorted(p.name for p in (repo / "tiny").iterdir()) == ["1", "2"]
 
 
+def test_train_never_overwrites_a_run_or_the_tracked_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative default (docs/img before #17) lands in tmp_path
+    tiny = ["--hidden-size", "8", "--max-epochs", "2", "--window", "52", "--stride", "16"]
+    args = ["train", "--out", "run", "--quiet", *tiny]
+    assert main(args) == 0
+    run = tmp_path / "run"
+    # plots go into the run directory unless --plots names another place
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "forecast.png", "loss.png"]
+    assert not (tmp_path / "docs").exists()
+    before = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+
+    assert main([*args, "--seed", "1"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+    assert main([*args, "--seed", "1", "--force", "--no-plots"]) == 0
+    assert (run / "checkpoint.pt").read_bytes() != before
+
+
 def test_same_seed_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
     import torch
     from seqserve.model.export import load_checkpoint, onnx_bytes
@@ -72,7 +94,7 @@ def test_same_seed_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
 
     runs = []
     for k in range(2):
-        cfg = TrainConfig(out_dir=str(tmp_path / f"r{k}"), plot_dir=None, **TINY)
+        cfg = TrainConfig(out_dir=str(tmp_path / f"r{k}"), plots=False, **TINY)
         runs.append(train(cfg))
     a, b = runs
     assert a["metrics"] == b["metrics"]
