@@ -118,7 +118,10 @@ FALLBACK = {
     "service/api/v2/sequences.py": ["tests/service/v2"],
     **{m: _REDIS for m in CORE if "/redis_" in m or m.endswith("packing.py")},
 }
+# The workers import pytest plugins (anyio, hypothesis) before pytest does: pytest cannot
+# rewrite their asserts, and warns, which filterwarnings=error would make fatal.
 PYTEST = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+PYTEST += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
 PRELOAD = [
     "numpy",
     "onnxruntime",
@@ -321,7 +324,8 @@ class Workers:
 
     def call(self, i: int, job: dict[str, Any]) -> dict[str, Any]:
         proc = self.procs[i]
-        assert proc.stdin and proc.stdout
+        assert proc.stdin
+        assert proc.stdout
         proc.stdin.write(json.dumps(job) + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
@@ -416,7 +420,7 @@ def cache_key(files: list[str]) -> str:
     for folder in ("service", "tests", "seqserve"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             hashed.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
-    for name in ("pyproject.toml", "scripts/launch.py", *files):
+    for name in ("pyproject.toml", "scripts/launch.py", "scripts/mutation_worker.py", *files):
         hashed.update((ROOT / name).read_bytes())
     return hashed.hexdigest()
 
@@ -454,7 +458,8 @@ def coverage_map(workers: Workers, fresh: bool) -> dict[str, Any]:
     replies = workers.map([jobs[k] for k in order], done=coverage_progress(len(files)))
     result = read_coverage(covdir, [files[k] for k in order], order, replies)
     result["key"] = key
-    cache.write_text(json.dumps(result))
+    if not result.pop("incomplete"):
+        cache.write_text(json.dumps(result))
     return result
 
 
@@ -484,10 +489,12 @@ def read_coverage(
     imported: dict[str, set[int]] = defaultdict(set)
     tests: dict[str, tuple[str, float, int]] = {}
     modules: set[str] = set()
+    incomplete = False
     for name, k, reply in zip(files, order, replies, strict=True):
         record = covdir / f"{k}.json"
         if not record.exists():
             print(f"coverage map: {name} recorded nothing (rc={reply['rc']}):\n{reply['tail']}")
+            incomplete = True
             continue
         summary = json.loads(record.read_text())
         modules |= set(summary["modules"])
@@ -511,18 +518,19 @@ def read_coverage(
         "import": {m: sorted(ls) for m, ls in imported.items()},
         "tests": tests,
         "modules": sorted(modules),
+        "incomplete": incomplete,
     }
 
 
 def module_of(measured: str) -> str | None:
     """service/... for a file measured in a worker tree (or, resolved, in the checkout)."""
-    parts = Path(measured).parts
-    if "seqserve" in parts and "service" in parts:
-        at = parts.index("service", parts.index("seqserve"))
-        return "/".join(parts[at:])
     path = Path(measured)
     if path.is_relative_to(ROOT / "service"):
         return str(path.relative_to(ROOT))
+    parts = path.parts
+    if "seqserve" in parts and "service" in parts:
+        at = parts.index("service", parts.index("seqserve"))
+        return "/".join(parts[at:])
     return None
 
 
@@ -580,9 +588,10 @@ def run_mutants(
                 "module": mutant.module,
                 "text": mutant.apply(sources[mutant.module]),
                 "args": args,
-                # a hang is a kill: allow generous slack over the baseline (which ran under
-                # coverage, itself slower), since N busy workers slow each other down
-                "timeout": timeout or 20 + 3 * estimate,
+                # A hang is a kill. Each test gets 10 s plus 3 times its baseline (which ran
+                # under coverage, itself slower); the whole run a limit on top of that.
+                "budgets": {t: 10 + 3 * cov["tests"][t][1] for t in tests},
+                "timeout": timeout or 60 + 2 * estimate,
             }
         )
     jobs.sort(key=lambda j: -estimates[j["id"]])  # longest first: no long tail at the end
@@ -660,10 +669,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 def write_markdown(path: str | None, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     if not path:
         return
+    sample = f", a sample of {meta['sample']} per module" if meta["sample"] else ""
     out = [
         f"Run of {meta['date']} (Python {meta['python']}, {meta['jobs']} jobs, shard "
-        f"{meta['shard']}{', sample ' + str(meta['sample']) + ' per module' if meta['sample'] else ''}"
-        f", {meta['seconds']:.0f} s):",
+        f"{meta['shard']}{sample}, {meta['seconds']:.0f} s):",
         "",
         "| Module | Mutants | Killed (timeouts) | Survived | Not covered | Errors | Kill rate |",
         "|---|---|---|---|---|---|---|",

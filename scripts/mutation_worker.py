@@ -10,12 +10,14 @@ from TREE, where the mutated module is a real file and every other file a symlin
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -23,6 +25,8 @@ from typing import Any
 
 # Never imported in the server: they start threads or hubs that a fork would not carry.
 NO_PRELOAD = ("grpc", "tritonclient", "gevent", "geventhttpclient", "zmq", "torch")
+TIMED_OUT = 124  # the child's exit status when a test hangs
+ROOT = Path(__file__).resolve().parents[1]
 OWN = ("seqserve", "tests", "scripts", "conftest", "__main__", "mutation_worker")
 
 
@@ -51,7 +55,7 @@ def handle(tree: Path, job: dict[str, Any]) -> dict[str, Any]:
 def preload(names: list[str]) -> list[str]:
     failed = []
     for name in names:
-        if name.split(".")[0] in OWN or name.startswith(NO_PRELOAD):
+        if name.split(".")[0] in OWN or name.split(".")[0].startswith(NO_PRELOAD):
             continue
         try:
             importlib.import_module(name)
@@ -134,11 +138,12 @@ def pytest_child(tree: Path, job: dict[str, Any]) -> int:
 
         cov = coverage.Coverage(
             data_file=job["coverage"],
-            source=[str(tree / "seqserve" / "service")],
+            # coverage resolves symlinks: the files are measured where they really are
+            source=[str(tree / "seqserve" / "service"), str(ROOT / "service")],
             config_file=False,
         )
         cov.start()
-    recorder = Recorder(cov)
+    recorder = Recorder(cov, job.get("budgets"))
     try:
         rc = int(pytest.main(job["args"], plugins=[recorder]))
     finally:
@@ -154,17 +159,34 @@ class Recorder:
     """A pytest plugin: names coverage contexts after the test running, and notes each test's
     outcome and duration (the baseline: failing tests are never selected; fast ones first)."""
 
-    def __init__(self, cov: Any) -> None:
+    def __init__(self, cov: Any, budgets: dict[str, float] | None) -> None:
         self.cov = cov
         self.tests: dict[str, dict[str, Any]] = {}
+        self.budgets = budgets or {}
+        self.deadline: tuple[str, float] | None = None
+        if budgets:
+            threading.Thread(target=self._watch, daemon=True).start()
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         if self.cov:
             self.cov.switch_context(nodeid)
+        if nodeid in self.budgets:
+            self.deadline = (nodeid, time.monotonic() + self.budgets[nodeid])
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.cov:
             self.cov.switch_context("")
+        self.deadline = None
+
+    def _watch(self) -> None:
+        """A test far past its baseline time hangs: end the run now (the worker reports a
+        timeout) rather than wait out the whole run's limit."""
+        while True:
+            time.sleep(0.2)
+            deadline = self.deadline
+            if deadline and time.monotonic() > deadline[1]:
+                os.write(2, f"\nTIMEOUT {deadline[0]}\n".encode())
+                os._exit(TIMED_OUT)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         test = self.tests.setdefault(report.nodeid, {"outcome": "passed", "seconds": 0.0})
@@ -176,7 +198,9 @@ class Recorder:
 
     def summary(self) -> dict[str, Any]:
         order = list(self.tests)
-        modules = sorted({name.split(".")[0] for name in sys.modules})
+        # every module the tests imported: the worker imports them before it forks (the
+        # first load of a module, say FastAPI's TestClient, costs more than most tests)
+        modules = sorted(name for name in sys.modules if name.replace(".", "_").isidentifier())
         return {"tests": self.tests, "order": order, "modules": modules}
 
 
@@ -207,16 +231,16 @@ def fork(body: Any, log: Path, timeout: float) -> tuple[int, float, bool]:
     deadline = start + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status), time.monotonic() - start, False
-        if time.monotonic() > deadline:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        late = not done and time.monotonic() > deadline
+        if late:
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return -9, time.monotonic() - start, True
+        if done or late:
+            # whatever the child started and left behind (a redis-server) goes with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            rc = -9 if late else os.waitstatus_to_exitcode(status)
+            return rc, time.monotonic() - start, late or rc == TIMED_OUT
         time.sleep(0.02)
 
 
