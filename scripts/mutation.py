@@ -163,6 +163,7 @@ def main() -> int:
         cov = coverage_map(workers, args.fresh_coverage)
         cov_seconds = time.monotonic() - started
         workers.preload(cov["modules"])
+        (OUT / "preload.json").write_text(json.dumps(cov["modules"]))
         rows = run_mutants(workers, mutants, sources, cov, args.timeout)
     meta = {
         "date": datetime.date.today().isoformat(),
@@ -312,7 +313,8 @@ class Workers:
                 text=True,
             )
             self.procs.append(proc)
-        self.preload(PRELOAD)
+        seen = OUT / "preload.json"  # what the tests imported last time: preload it all
+        self.preload(PRELOAD + (json.loads(seen.read_text()) if seen.exists() else []))
         self.check_trees()
         return self
 
