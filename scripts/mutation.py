@@ -147,7 +147,9 @@ def main() -> int:
         reports = [json.loads(Path(p).read_text()) for p in args.summarize]
         rows = [m for r in reports for m in r["mutants"]]
         print_summary(rows)
-        write_markdown(args.markdown, rows, reports[0]["meta"])
+        meta = {**reports[0]["meta"], "shard": f"merged from {len(reports)} reports"}
+        meta["seconds"] = max(r["meta"]["seconds"] for r in reports)  # shards run side by side
+        write_markdown(args.markdown, rows, meta)
         return 0
     modules = pick_modules(args.modules)
     mutants, sources = load_mutants(args, modules)
