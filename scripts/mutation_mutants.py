@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -193,6 +194,7 @@ def _is_text(node: ast.expr) -> bool:
     return isinstance(node, ast.BinOp) and _is_text(node.left) and _is_text(node.right)
 
 
+@functools.cache  # once per module, not once per mutant
 def statement_lines(source: str) -> dict[int, set[int]]:
     """For each source line, the lines coverage may have recorded it under: the first line of
     the innermost statement holding it (and, for a decorated def or class, its decorators')."""
@@ -219,6 +221,7 @@ def _body_start(node: ast.stmt) -> int:
     return (node.end_lineno or node.lineno) + 1
 
 
+@functools.cache
 def enclosing_functions(source: str) -> list[tuple[int, int, int, int]]:
     """(header start, body start, body end, depth) of every def: a mutant in a def's header
     (a default value, a decorator) shows in the tests that run its body."""
