@@ -166,7 +166,8 @@ def main() -> int:
         cov_seconds = time.monotonic() - started
         workers.preload(cov["modules"])
         (OUT / "preload.json").write_text(json.dumps(cov["modules"]))
-        rows = run_mutants(workers, mutants, sources, cov, args.timeout)
+        stop_at = started + args.deadline if args.deadline else None
+        rows = run_mutants(workers, mutants, sources, cov, args.timeout, stop_at)
     meta = {
         "date": datetime.date.today().isoformat(),
         "python": sys.version.split()[0],
@@ -202,6 +203,13 @@ def parse_args() -> argparse.Namespace:
     add("--only-ids", default="", help="comma-separated mutant ids to run")
     add("--from-report", help="re-run the mutants a report.json did not kill")
     add("--timeout", type=float, help="seconds per mutant (default: from the baseline)")
+    add(
+        "--deadline",
+        type=float,
+        help="seconds from the start after which no further mutant starts (a borrowed machine's "
+        "time limit); mutants then run in a seeded random order, so those run are a fair "
+        "sample, and the rest are reported 'not-run'",
+    )
     add("--plan", help="run the mutants of this plan file (no cosmic-ray needed)")
     add("--list", action="store_true", help="count mutants per module, write the plan, stop")
     add("--report", default=str(OUT / "report.json"))
@@ -352,8 +360,15 @@ class Workers:
             if reply["rc"] != 0 or bad or not reply["files"]:
                 sys.exit(f"mutation.py: {tree} does not shadow seqserve: {reply} {bad}")
 
-    def map(self, jobs: list[dict[str, Any]], each_worker: bool = False, done: Any = None) -> list:
-        """Runs jobs on the workers (job k on worker k with each_worker); replies in order."""
+    def map(
+        self,
+        jobs: list[dict[str, Any]],
+        each_worker: bool = False,
+        done: Any = None,
+        stop_at: float | None = None,
+    ) -> list:
+        """Runs jobs on the workers (job k on worker k with each_worker); replies in order
+        (None for a job not started before `stop_at`, a time.monotonic() value)."""
         replies: list[Any] = [None] * len(jobs)
         todo: queue.Queue[int] = queue.Queue()
         for k in range(len(jobs)):
@@ -364,6 +379,8 @@ class Workers:
                 if each_worker:
                     k = i
                 else:
+                    if stop_at is not None and time.monotonic() >= stop_at:
+                        return
                     try:
                         k = todo.get_nowait()
                     except queue.Empty:
@@ -572,6 +589,7 @@ def run_mutants(
     sources: dict[str, str],
     cov: dict[str, Any],
     timeout: float | None,
+    stop_at: float | None = None,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     jobs, estimates = [], {}
@@ -598,7 +616,10 @@ def run_mutants(
                 "timeout": timeout or 60 + 2 * estimate,
             }
         )
-    jobs.sort(key=lambda j: -estimates[j["id"]])  # longest first: no long tail at the end
+    if stop_at is None:
+        jobs.sort(key=lambda j: -estimates[j["id"]])  # longest first: no long tail at the end
+    else:
+        random.Random(19).shuffle(jobs)  # cut short by the deadline: what ran is a fair sample
     by_id = {row["id"]: row for row in rows}
     total, counter, lock = len(jobs), iter(range(1, len(jobs) + 1)), threading.Lock()
     print(f"{len(rows)} mutants: {len(rows) - total} not covered, {total} to run")
@@ -619,7 +640,10 @@ def run_mutants(
                 flush=True,
             )
 
-    workers.map(jobs, done=done)
+    workers.map(jobs, done=done, stop_at=stop_at)
+    for row in rows:
+        row.setdefault("outcome", "not-run")
+        row.setdefault("seconds", 0.0)
     return rows
 
 
@@ -652,12 +676,13 @@ def rate(counts: Counter[str]) -> tuple[int, int, float]:
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
     head = f"{'module':34} {'mutants':>7} {'killed':>6} {'timeout':>7} {'survived':>8} "
-    print("\n" + head + f"{'uncovered':>9} {'errors':>6} {'kill rate':>9}")
+    print("\n" + head + f"{'uncovered':>9} {'errors':>6} {'not run':>7} {'kill rate':>9}")
     for module, counts in sorted(tally(rows).items(), key=lambda kv: kv[0] == "total"):
         killed, judged, pct = rate(counts)
         print(
             f"{module:34} {sum(counts.values()):7} {killed:6} {counts['timeout']:7} "
-            f"{counts['survived']:8} {counts['not-covered']:9} {counts['error']:6} {pct:8.1f}%"
+            f"{counts['survived']:8} {counts['not-covered']:9} {counts['error']:6} "
+            f"{counts['not-run']:7} {pct:8.1f}%"
         )
     survivors = [r for r in rows if r["outcome"] in ("survived", "not-covered")]
     if survivors:
@@ -678,15 +703,17 @@ def write_markdown(path: str | None, rows: list[dict[str, Any]], meta: dict[str,
         f"Run of {meta['date']} (Python {meta['python']}, {meta['jobs']} jobs, shard "
         f"{meta['shard']}{sample}, {meta['seconds']:.0f} s):",
         "",
-        "| Module | Mutants | Killed (timeouts) | Survived | Not covered | Errors | Kill rate |",
-        "|---|---|---|---|---|---|---|",
+        "| Module | Mutants | Killed (timeouts) | Survived | Not covered | Errors | Not run "
+        "| Kill rate |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for module, counts in sorted(tally(rows).items(), key=lambda kv: kv[0] == "total"):
         killed, judged, pct = rate(counts)
         name = "**total**" if module == "total" else f"`{module}`"
         out.append(
             f"| {name} | {sum(counts.values())} | {killed} ({counts['timeout']}) | "
-            f"{counts['survived']} | {counts['not-covered']} | {counts['error']} | {pct:.1f}% |"
+            f"{counts['survived']} | {counts['not-covered']} | {counts['error']} | "
+            f"{counts['not-run']} | {pct:.1f}% |"
         )
     survivors = sorted(
         (r for r in rows if r["outcome"] in ("survived", "not-covered")),
