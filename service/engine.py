@@ -233,7 +233,7 @@ class Engine:
         finally:
             if not handed_over:
                 self._locks.release(session_id)
-        self.metrics.steps.labels(session.model).inc(raw.shape[0])
+        self.metrics.steps_counter(session.model)(raw.shape[0])
         return result
 
     def _replay(self, session: Session, expected: int, digest: bytes) -> StepResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import time
 
 import httpx
 import pytest
@@ -80,6 +81,21 @@ def test_a_stalled_head_gets_408_and_the_connection_closes(
         status, body = _status_and_body(_until_closed(sock))
     assert status == 408
     assert "0.5 s" in json.loads(body)["detail"]
+
+
+def test_idle_keep_alive_time_is_not_counted_against_the_next_head(
+    server: ServerProcess,
+) -> None:
+    # the head deadline starts at a request's first byte: a connection idle for longer than
+    # the head timeout between requests (sweeps run meanwhile) is still served
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(HANG)
+        for _ in range(2):
+            sock.sendall(request)
+            reply = sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200"), reply
+            time.sleep(1.5)  # the client idles: three times the 0.5 s head timeout
 
 
 def test_a_huge_head_gets_431_and_the_connection_closes(server: ServerProcess) -> None:
