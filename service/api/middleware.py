@@ -61,7 +61,7 @@ class RequestContext:
             return
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID (µs a request)
+        # 128 random bits as 32 hex digits, as uuid4().hex without building a UUID (µs a request)
         request_id = given if _SAFE_ID.match(given) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         if scope["type"] == "websocket":
