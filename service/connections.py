@@ -7,8 +7,9 @@ byte for later ones; idle keep-alive time is uvicorn's `timeout_keep_alive`) and
 `max_head_bytes`, else the connection gets 408 or 431 and is closed: after a short linger
 that discards what the client still sends, so that its reset does not destroy the answer.
 
-Deadlines are checked by one sweep over the server's open connections every
-`head_timeout_s / 4` (at most 1 s), not by a timer armed and cancelled for every request.
+Deadlines, and uvicorn's keep-alive (`timeout_keep_alive`: an idle connection closes), are
+checked by one sweep over the server's open connections every quarter of the shorter timeout
+(at most 1 s), not by timers armed and cancelled for every request.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline: float | None = None  # loop time; None once the head is in
+        self._idle_deadline: float | None = None  # keep-alive: set while no request is open
         self._in_head = True  # until the first request's headers are complete
         self._head_bytes = 0
         self._refused = False
@@ -82,8 +84,26 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_deadline = None
         super().on_headers_complete()
 
+    def on_response_complete(self) -> None:
+        # uvicorn's, with a keep-alive deadline for the sweep instead of a timer a request
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_deadline = None
+        super()._unset_keepalive_if_required()
+
     def _schedule_sweep(self) -> None:
-        period = min(MAX_SWEEP_PERIOD_S, self.head_timeout_s / 4)
+        shortest = min(self.head_timeout_s, self.timeout_keep_alive)
+        period = min(MAX_SWEEP_PERIOD_S, shortest / 4)
         _sweeps[self.server_state] = self.loop.call_later(
             period, _sweep, self.server_state, self.loop
         )
@@ -111,7 +131,8 @@ class GuardedHttpTools(HttpToolsProtocol):
 
 
 def _sweep(state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
-    """Refuse the heads past their deadline; again a period later while connections are open."""
+    """Refuse the heads past their deadline and close connections idle past keep-alive; again
+    a period later while connections are open."""
     del _sweeps[state]
     now = loop.time()
     guarded = [c for c in state.connections if isinstance(c, GuardedHttpTools)]
@@ -119,6 +140,10 @@ def _sweep(state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
         deadline = connection._head_deadline
         if deadline is not None and deadline <= now:
             connection._head_timed_out()
+        idle = connection._idle_deadline
+        if idle is not None and idle <= now:
+            connection._idle_deadline = None
+            connection.timeout_keep_alive_handler()  # uvicorn's: closes the connection
     if guarded and state not in _sweeps:
         guarded[0]._schedule_sweep()
 

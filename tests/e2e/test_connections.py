@@ -115,6 +115,16 @@ def test_idle_keep_alive_time_is_not_counted_against_the_next_head(
             time.sleep(1.5)  # the client idles: three times the 0.5 s head timeout
 
 
+def test_an_idle_keep_alive_connection_is_closed(start_server: StartServer) -> None:
+    server = start_server(SEQSERVE_LIMITS__KEEP_ALIVE_S="0.5")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(HANG)
+        for _ in range(3):  # requests in a row keep it open
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert _one_reply(sock).startswith(b"HTTP/1.1 200 ")
+        assert sock.recv(65536) == b""  # then the server closes it (within HANG)
+
+
 def test_a_huge_head_gets_431_and_the_connection_closes(server: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ")
