@@ -7,7 +7,9 @@ thread) through in-memory transports: each of N connections sends its next step 
 its answer is written, and the CPU time of the process (all threads) and of the event-loop
 thread is divided by the steps. What is left out is the kernel's share (socket reads/writes).
 
-    python scripts/bench_path.py --a /work/old/.venv/bin/python --b .venv/bin/python
+    python scripts/bench_path.py --a /work/old/.venv/bin/python --b .venv/bin/python --floor
+
+--record keeps the figures in docs/bench_path.json and its section of docs/benchmarks.md.
 
 Each build runs in its own process (`--child` is that process); rounds alternate A/B and B/A.
 Other load on the machine only adds CPU time (cache and core contention), so the best round
@@ -20,12 +22,16 @@ import argparse
 import asyncio
 import cProfile
 import json
+import shlex
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchlib import markdown
+from benchlib import path as path_section
 
 STEP_BODY = b'{"inputs": [[415.2]]}'
 
@@ -132,10 +138,8 @@ def _seqserve() -> tuple[Any, Any, dict[str, Any]]:
 
 def _floor() -> tuple[Any, Any, dict[str, Any]]:
     """The empty endpoint (`scripts/empty_app.py`) on plain uvicorn httptools."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from empty_app import create_app
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     return create_app(), HttpToolsProtocol, {}
 
@@ -213,6 +217,10 @@ def main() -> int:
     parser.add_argument("--streams", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--steps", type=int, default=20_000, help="steps a round measures")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--a-label", default="A", help="what build A is (a commit, a branch)")
+    parser.add_argument("--b-label", default="B", help="what build B is")
+    parser.add_argument("--note", default="", help="a sentence recorded under the table")
+    parser.add_argument("--record", action="store_true", help="write docs/bench_path.json + doc")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help="with --child: cProfile the measured steps to this file")
     parser.add_argument(
@@ -228,6 +236,8 @@ def main() -> int:
     builds = {"A": args.a, "B": args.b} if args.a else {"B": args.b}
     if args.floor:
         builds["floor"] = args.b
+    labels = {"A": args.a_label, "B": args.b_label, "floor": "empty endpoint (floor)"}
+    table: list[list[str]] = []
     for streams in args.streams:
         rows: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
         for k in range(args.rounds):
@@ -242,6 +252,7 @@ def main() -> int:
             parts.append(
                 f"{name} {cpu:.1f} µs CPU/step (best {best:.1f}; {loop:.1f} on the event loop)"
             )
+            table.append([str(streams), labels[name], f"{cpu:.0f}", f"{best:.0f}", f"{loop:.0f}"])
         line = f"{streams} streams: " + " | ".join(parts)
         if "A" in rows:
             paired = statistics.median(
@@ -250,7 +261,29 @@ def main() -> int:
             best_ratio = min(r["cpu_us"] for r in rows["B"]) / min(r["cpu_us"] for r in rows["A"])
             line += f" | B/A CPU: {paired:.2f}x median of paired rounds, {best_ratio:.2f}x best"
         print(line, flush=True)
+    if args.record:
+        _record(args, table)
     return 0
+
+
+def _record(args: argparse.Namespace, table: list[list[str]]) -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    path = docs / "bench_path.json"
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    title = f"A = {args.a_label}, B = {args.b_label}" if args.a else args.b_label
+    runs = [r for r in runs if r["title"] != title]
+    runs.append(
+        {
+            "title": title,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": "python scripts/bench_path.py " + shlex.join(sys.argv[1:]),
+            "header": ["streams", "build", "µs CPU/step (median)", "best round", "event loop"],
+            "rows": table,
+            "note": args.note,
+        }
+    )
+    path.write_text(json.dumps(runs, indent=1) + "\n")
+    markdown.splice(docs / "benchmarks.md", path_section.HEADING, path_section.section(path))
 
 
 if __name__ == "__main__":

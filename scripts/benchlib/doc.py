@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchlib import ab, chart, gpu, table
+from benchlib import ab, chart, gpu, path, table
 from benchlib.summary import RAW_STATE_BYTES, fmt, point, ratio, verdicts
 
 MARKS = {True: "met", False: "**missed**", None: "not measured"}
@@ -233,6 +233,8 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
         *gpu.section(out_dir / "gpu_check.json"),  # recorded apart, by scripts/gpu_check.sh
         "",
         *ab.section(out_dir / "bench_ab.json"),  # recorded apart, by scripts/bench_ab.py
+        "",
+        *path.section(out_dir / "bench_path.json"),  # recorded apart, by scripts/bench_path.py
     ]
     md = out_dir / "benchmarks.md"
     md.write_text("\n".join(lines).rstrip() + "\n")
