@@ -53,6 +53,28 @@ def _digest(raw: Array) -> bytes:
     return hashlib.blake2b(repr(raw.shape).encode() + raw.tobytes(), digest_size=16).digest()
 
 
+def _committed(job: asyncio.Future[T], then: Callable[[], None]) -> asyncio.Future[T]:
+    """What a request awaits for its batched step: `then` runs once the step is done, and
+    cancelling the returned future leaves the step running (as `asyncio.shield` plus a done
+    callback, with one callback and one future a step instead of three and two)."""
+    answer: asyncio.Future[T] = job.get_loop().create_future()
+
+    def done(_: asyncio.Future[T]) -> None:
+        then()
+        if answer.cancelled():
+            if not job.cancelled():
+                job.exception()  # retrieved: nobody is left to read it
+        elif job.cancelled():
+            answer.cancel()
+        elif (error := job.exception()) is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(job.result())
+
+    job.add_done_callback(done)
+    return answer
+
+
 class Engine:
     def __init__(
         self, settings: Settings, registry: Registry, store: StateStore, metrics: Metrics
@@ -221,10 +243,10 @@ class Engine:
             future = self._batcher(model).submit(StepJob(session, raw, digest))
             # the session stays locked until its step is committed, even if this request
             # is cancelled meanwhile (a client that went away): no second step can overtake it
-            future.add_done_callback(lambda _: self._locks.release(session_id))
+            answer = _committed(future, lambda: self._locks.release(session_id))
             handed_over = True
             try:
-                result = await asyncio.shield(future)
+                result = await answer
             except StepConflict:
                 if expected is None:
                     raise
@@ -234,7 +256,7 @@ class Engine:
         finally:
             if not handed_over:
                 self._locks.release(session_id)
-        self.metrics.steps.labels(session.model).inc(raw.shape[0])
+        self.metrics.steps_counter(session.model)(raw.shape[0])
         return result
 
     async def _replay(self, session: Session, expected: int, digest: bytes) -> StepResult:

@@ -99,8 +99,17 @@ class Metrics:
             ["model", "version", "provider"],
             registry=registry,
         )
+        self._steps_inc: dict[str, Callable[[float], None]] = {}
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, RSS, open fds (Linux)
         Info("seqserve_build", "Versions this server runs.", registry=registry).info(_build())
+
+    def steps_counter(self, model: str) -> Callable[[float], None]:
+        """`seqserve_steps_total{model}`'s inc, its child looked up once per model: a
+        `labels()` call costs more than the increment on the per-step path."""
+        inc = self._steps_inc.get(model)
+        if inc is None:
+            inc = self._steps_inc[model] = self.steps.labels(model).inc
+        return inc
 
     def runtime_observer(self, model: str, version: str) -> Callable[[float, int], None]:
         """A callback for each ONNX Runtime call of a model version: (seconds, batch size)."""

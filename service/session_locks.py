@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,36 +12,44 @@ from seqserve.service.errors import Overloaded
 
 
 class SessionLocks:
-    """Locks exist only while a session has work in flight: an idle session costs nothing."""
+    """Locks exist only while a session has work in flight: an idle session costs nothing, and
+    an uncontended one takes its lock without an `asyncio.Lock` or a future (every step does)."""
 
     def __init__(self, max_waiters: int, retry_after_s: int) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # a held session -> the futures of those waiting for it, in arrival order
+        self._locks: dict[str, deque[asyncio.Future[None]]] = {}
         self._max_waiters = max_waiters
         self._retry_after_s = retry_after_s
 
     async def acquire(self, session_id: str) -> None:
-        lock, waiters = self._locks.get(session_id) or (asyncio.Lock(), [0])
-        if waiters[0] >= self._max_waiters:
+        line = self._locks.get(session_id)
+        if line is None:  # free: held from now on
+            self._locks[session_id] = deque()
+            return
+        if len(line) + 1 >= self._max_waiters:  # the holder counts as one
             raise Overloaded(
                 f"too many concurrent requests for session {session_id}", self._retry_after_s
             )
-        self._locks[session_id] = (lock, waiters)
-        waiters[0] += 1
+        waiter = asyncio.get_running_loop().create_future()
+        line.append(waiter)
         try:
-            await lock.acquire()
+            await waiter
         except BaseException:
-            self._forget(session_id, waiters)
+            if waiter.done() and not waiter.cancelled():
+                self.release(session_id)  # handed the lock as it gave up: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # (a release may have dropped it)
+                    line.remove(waiter)
             raise
 
     def release(self, session_id: str) -> None:
-        lock, waiters = self._locks[session_id]
-        lock.release()
-        self._forget(session_id, waiters)
-
-    def _forget(self, session_id: str, waiters: list[int]) -> None:
-        waiters[0] -= 1
-        if waiters[0] == 0:
-            del self._locks[session_id]
+        line = self._locks[session_id]
+        while line:
+            waiter = line.popleft()
+            if not waiter.done():  # (one that gave up is skipped)
+                waiter.set_result(None)  # the lock passes straight to the next in line
+                return
+        del self._locks[session_id]
 
     @asynccontextmanager
     async def exclusive(self, session_id: str) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchlib import ab, chart, gpu, stream_window, table
+from benchlib import ab, chart, gpu, path, stream_window, table
 from benchlib.summary import RAW_STATE_BYTES, fmt, point, ratio, verdicts
 
 MARKS = {True: "met", False: "**missed**", None: "not measured"}
@@ -235,6 +235,8 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
         *ab.section(out_dir / "bench_ab.json"),  # recorded apart, by scripts/bench_ab.py
         "",
         *stream_window.section(out_dir / "bench_client.json"),  # by scripts/bench_client.py
+        "",
+        *path.section(out_dir / "bench_path.json"),  # recorded apart, by scripts/bench_path.py
     ]
     md = out_dir / "benchmarks.md"
     md.write_text("\n".join(lines).rstrip() + "\n")

@@ -69,21 +69,23 @@ class MemoryStateStore(StateStore):
     def _slab_of(self, slot: int) -> Slab:
         return self._slabs[int(self._table.cols["model"][slot])]
 
-    def _session(self, slot: int) -> Session:
+    def _session(self, slot: int, session_id: str | None = None) -> Session:
+        """The session in `slot`; `session_id` when the caller has it (saves re-encoding it).
+        Columns are read with `.item()`: a Python scalar at once, a step's hot path."""
         c = self._table.cols
-        model, version = self._table.models[int(c["model"][slot])]
-        owner = int(c["owner"][slot])
-        step = int(c["step"][slot])
+        model, version = self._table.models[c["model"].item(slot)]
+        owner = c["owner"].item(slot)
+        step = c["step"].item(slot)
         return Session(
-            id=self._table.session_id(slot),
+            id=self._table.session_id(slot) if session_id is None else session_id,
             model=model,
             version=version,
             owner=None if owner < 0 else self._table.owners[owner],
             step=step,
-            created_at=float(c["created_at"][slot]),
-            last_used=float(c["last_used"][slot]),
-            idle_ttl_s=float(c["idle_ttl_s"][slot]),
-            ttl_s=float(c["ttl_s"][slot]),
+            created_at=c["created_at"].item(slot),
+            last_used=c["last_used"].item(slot),
+            idle_ttl_s=c["idle_ttl_s"].item(slot),
+            ttl_s=c["ttl_s"].item(slot),
             slot=slot,
             replay=self._newest(slot),
         )
@@ -152,11 +154,11 @@ class MemoryStateStore(StateStore):
         another session or another model version): work queued for a session that ended
         neither reads nor writes whoever holds its slot now."""
         slot, c = session.slot, self._table.cols
-        return (
+        return bool(
             0 <= slot < self._table.capacity
-            and bool(c["live"][slot])
-            and float(c["created_at"][slot]) == session.created_at
-            and self._table.models[int(c["model"][slot])] == (session.model, session.version)
+            and c["live"].item(slot)
+            and c["created_at"].item(slot) == session.created_at
+            and self._table.models[c["model"].item(slot)] == (session.model, session.version)
             and self._table.session_id(slot) == session.id
         )
 
@@ -262,7 +264,7 @@ class MemoryStateStore(StateStore):
                     f"session {session_id} was {reason}", session_id=session_id, reason=reason
                 )
             raise NotFound(f"no session {session_id}", session_id=session_id)
-        session = self._session(slot)
+        session = self._session(slot, session_id)
         if session.expires_at <= self._clock():
             self._bury([slot], "expired")
             self._on_expired(1)

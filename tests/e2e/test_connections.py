@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import time
 
 import httpx
 import pytest
@@ -35,6 +36,24 @@ def _until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _one_reply(sock: socket.socket) -> bytes:
+    """One whole answer on a kept-alive connection (its head and Content-Length of body)."""
+
+    def more(reply: bytes) -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {reply!r}"
+        return reply + chunk
+
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply = more(reply)
+    head = reply.partition(b"\r\n\r\n")[0].lower()
+    length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(reply.partition(b"\r\n\r\n")[2]) < length:
+        reply = more(reply)
+    return reply
 
 
 def _status_and_body(reply: bytes) -> tuple[int, bytes]:
@@ -80,6 +99,30 @@ def test_a_stalled_head_gets_408_and_the_connection_closes(
         status, body = _status_and_body(_until_closed(sock))
     assert status == 408
     assert "0.5 s" in json.loads(body)["detail"]
+
+
+def test_idle_keep_alive_time_is_not_counted_against_the_next_head(
+    server: ServerProcess,
+) -> None:
+    # the head deadline starts at a request's first byte: a connection idle for longer than
+    # the head timeout between requests (sweeps run meanwhile) is still served
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(HANG)
+        for _ in range(2):
+            sock.sendall(request)
+            assert _one_reply(sock).startswith(b"HTTP/1.1 200 ")
+            time.sleep(1.5)  # the client idles: three times the 0.5 s head timeout
+
+
+def test_an_idle_keep_alive_connection_is_closed(start_server: StartServer) -> None:
+    server = start_server(SEQSERVE_LIMITS__KEEP_ALIVE_S="0.5")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(HANG)
+        for _ in range(3):  # requests in a row keep it open
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert _one_reply(sock).startswith(b"HTTP/1.1 200 ")
+        assert sock.recv(65536) == b""  # then the server closes it (within HANG)
 
 
 def test_a_huge_head_gets_431_and_the_connection_closes(server: ServerProcess) -> None:

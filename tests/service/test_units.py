@@ -137,3 +137,20 @@ def test_adapter_chosen_ids_live_beside_generated_ones() -> None:
     assert table.find(encode_id(slot, secret, table._mask)) is None
     table.free(slot)
     assert table.find("v2-abc") is None
+
+
+def test_only_the_canonical_spelling_of_an_id_is_accepted() -> None:
+    table = SessionTable()
+    slot, sid = table.alloc(None)
+    secret = table.cols["secret"][slot].tobytes()
+    assert decode_id(sid, table._mask) == (slot, secret)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(sid[-1])
+    for unused_bits in (1, 2, 3):  # the same 20 bytes, with the padding bits set
+        variant = sid[:-1] + alphabet[last + unused_bits]
+        assert decode_id(variant, table._mask) is None
+        assert table.find(variant) is None
+    for other in ("+", "/", "=", " ", "\n"):  # standard base64, padding, whitespace
+        assert decode_id(sid[:5] + other + sid[6:], table._mask) is None
+        assert decode_id(sid + other, table._mask) is None
+    assert decode_id(sid[:-1], table._mask) is None
