@@ -46,6 +46,8 @@ def build_parser(prog: str = "python scripts/bench.py") -> argparse.ArgumentPars
     p.add_argument("--ws-streams", type=_ints, default=[1, 64], help="WebSocket streams")
     p.add_argument("--ws-procs", type=int, default=2, help="WebSocket (and gRPC) client processes")
     p.add_argument("--grpc-streams", type=_ints, default=[64], help="gRPC streaming sequences")
+    p.add_argument("--grpc-client", choices=["raw", "aio"], default="raw",
+                   help="gRPC load client: raw HTTP/2 frames, or grpc.aio to compare")  # fmt: skip
     p.add_argument("--history", type=_ints, default=[10, 100, 1000, 10000])
     p.add_argument("--samples", type=int, help="timed steps per history length (200; quick 30)")
     p.add_argument("--sessions", type=int, help="sessions for RSS in process (1M; quick 50k)")

@@ -154,9 +154,36 @@ def _load_generators(results: dict[str, Any]) -> str:
         f"{cfg['ws_procs']} client processes over raw sockets (pre-built masked frames, a "
         "minimal frame parser; one checked round trip with the `websockets` library first), "
         "each stream sending a step and waiting for its reply before the next. "
-        f"{shared}. Figures are medians over {cfg['repeats']} rounds of {cfg['duration']:.0f} s "
-        "per point; the rounds interleave all servers, so each ratio compares runs taken "
-        "minutes apart on the same machine." + _noise(results)
+        f"{_grpc_load(results)}{shared}. Figures are medians over {cfg['repeats']} rounds of "
+        f"{cfg['duration']:.0f} s per point; the rounds interleave all servers, so each ratio "
+        "compares runs taken minutes apart on the same machine." + _noise(results)
+    )
+
+
+def _grpc_load(results: dict[str, Any]) -> str:
+    """The gRPC streaming load's sentence, when the section ran."""
+    grpc = results.get("grpc", {})
+    if grpc.get("status") != "ok":
+        return ""
+    if grpc.get("client", "aio") == "aio":
+        how = "a grpc.aio stub with pre-built messages"
+    else:
+        how = (
+            "raw HTTP/2 on a socket (pre-encoded HEADERS and DATA frames, a minimal frame "
+            "parser reading only each answer's id; one checked round trip with "
+            "`tritonclient.grpc` first)"
+        )
+    p = point(results, "grpc", "seqserve", 64)
+    used = ""
+    if p:
+        used = (
+            f" (at 64 sequences its {p.get('client_processes', 0):.0f} client processes used "
+            f"{fmt(p.get('client_cores'), '', 2)} cores and seqserve "
+            f"{fmt(p.get('server_cores'), '', 2)})"
+        )
+    return (
+        f"gRPC streaming load: {results['config']['ws_procs']} client processes, each with one "
+        f"ModelStreamInfer stream carrying its share of the sequences, over {how}{used}. "
     )
 
 

@@ -2,8 +2,12 @@
 sequences (Triton's streaming, as tritonclient's `async_stream_infer` uses it).
 
 Each sequence sends one step, waits for its answer, and repeats, all on the process's one
-stream. The client is grpc.aio with pre-serialized requests, so that per message it costs
-little next to the server; it is still Python, heavier than the WebSocket load's raw sockets.
+stream. `check` first makes one round trip with the stock `tritonclient.grpc` client (a
+sequence START+END, its output checked). The default load client (`raw`, `grpcraw.py`) writes
+pre-encoded HTTP/2 DATA frames on a plain socket and reads answers with a minimal frame parser,
+as the WebSocket load does, so it costs a few microseconds a message and the server is what is
+measured; `aio` (a grpc.aio stub with pre-built messages, several hundred microseconds of
+client CPU a message) stays for comparison.
 """
 
 from __future__ import annotations
@@ -19,6 +23,28 @@ from typing import Any
 import numpy as np
 
 VALUE = np.array([[[415.2]]], dtype=np.float32)
+
+
+def check(address: str, model: str) -> str | None:
+    """None when a sequence START+END round trip through tritonclient.grpc answers one
+    finite output, else why not."""
+    import tritonclient.grpc as tg
+    from tritonclient.utils import InferenceServerException
+
+    seq_id = int.from_bytes(os.urandom(6), "big") + 1
+    try:
+        with tg.InferenceServerClient(address) as client:
+            x = tg.InferInput("x", [1, 1, 1], "FP32")
+            x.set_data_from_numpy(VALUE)
+            result = client.infer(
+                model, [x], sequence_id=seq_id, sequence_start=True, sequence_end=True
+            )
+            y = result.as_numpy("y")
+    except InferenceServerException as exc:
+        return f"tritonclient.grpc: {exc}"
+    if y is None or y.shape[:2] != (1, 1) or not np.isfinite(y).all():
+        return f"unexpected answer {None if y is None else y.tolist()}"
+    return None
 
 
 def _requests(pb: Any, model: str, seq_id: int, k: int) -> tuple[Any, Any]:
@@ -73,14 +99,30 @@ async def _drive(address: str, model: str, first_id: int, n: int, seconds: float
     return np.asarray(lat), errors, cpu
 
 
-def _worker(address: str, model: str, first_id: int, n: int, seconds: float, barrier, out):
-    out.put(asyncio.run(_drive(address, model, first_id, n, seconds, barrier)))
+def _drive_raw(address: str, model: str, first_id: int, n: int, seconds: float, barrier):
+    from tritonclient.grpc import service_pb2 as pb
+
+    from benchlib import grpcraw
+
+    pairs = [_requests(pb, model, first_id + k, k) for k in range(n)]
+    host, port = address.rsplit(":", 1)
+    starts = [a.SerializeToString() for a, _ in pairs]
+    steps = [b.SerializeToString() for _, b in pairs]
+    return grpcraw.drive(host, int(port), starts, steps, seconds, barrier)
+
+
+def _worker(address: str, model: str, first_id: int, n: int, seconds: float, barrier, out, client):
+    if client == "raw":
+        out.put(_drive_raw(address, model, first_id, n, seconds, barrier))
+    else:
+        out.put(asyncio.run(_drive(address, model, first_id, n, seconds, barrier)))
 
 
 @dataclass(frozen=True)
 class GrpcResult:
     streams: int
     processes: int
+    client: str
     messages: int
     seconds: float
     p50_ms: float
@@ -93,8 +135,16 @@ class GrpcResult:
         return self.messages / self.seconds
 
 
-def run(address: str, model: str, streams: int, seconds: float, processes: int) -> GrpcResult:
-    """`streams` sequences over `processes` gRPC streams (one per client process)."""
+CLIENTS = ("raw", "aio")
+
+
+def run(
+    address: str, model: str, streams: int, seconds: float, processes: int, client: str = "raw"
+) -> GrpcResult:
+    """`streams` sequences over `processes` gRPC streams (one per client process); `client`:
+    raw HTTP/2 frames or grpc.aio."""
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
     procs_n = max(1, min(processes, streams))
     share = [len(range(k, streams, procs_n)) for k in range(procs_n)]
     base = int.from_bytes(os.urandom(5), "big") << 16  # fresh sequence ids on every run
@@ -103,7 +153,7 @@ def run(address: str, model: str, streams: int, seconds: float, processes: int) 
     workers = [
         ctx.Process(
             target=_worker,
-            args=(address, model, base + sum(share[:k]), share[k], seconds, barrier, out),
+            args=(address, model, base + sum(share[:k]), share[k], seconds, barrier, out, client),
         )
         for k in range(procs_n)
     ]
@@ -122,6 +172,7 @@ def run(address: str, model: str, streams: int, seconds: float, processes: int) 
     return GrpcResult(
         streams=streams,
         processes=procs_n,
+        client=client,
         messages=len(lat),
         seconds=seconds,
         p50_ms=float(np.percentile(lat, 50) * 1e3) if len(lat) else float("nan"),

@@ -100,11 +100,13 @@ def ws_point(target: Target, streams: int, seconds: float, processes: int) -> di
     }
 
 
-def grpc_point(target: Target, streams: int, seconds: float, processes: int) -> dict[str, Any]:
+def grpc_point(
+    target: Target, streams: int, seconds: float, processes: int, client: str = "raw"
+) -> dict[str, Any]:
     """gRPC streaming steps at `streams` sequences (the server's SEQSERVE_GRPC_PORT)."""
     before, cpu0, busy0 = _metrics(target), target.server.cpu_seconds(), _busy()
     address = "127.0.0.1:" + target.server.env["SEQSERVE_GRPC_PORT"]
-    r = grpcload.run(address, "co2", streams, seconds, processes)
+    r = grpcload.run(address, "co2", streams, seconds, processes, client)
     figures = _server_figures(target, before, cpu0, busy0, r.messages, r.seconds, r.client_cpu_s)
     return {
         "rps": r.rate,

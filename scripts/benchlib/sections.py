@@ -14,7 +14,7 @@ from typing import Any
 
 from launch import ServerProcess, free_port
 
-from benchlib import floor, history, rss, wrk, wsload
+from benchlib import floor, grpcload, history, rss, wrk, wsload
 from benchlib.client import Client
 from benchlib.load import Target, grpc_point, http_point, rss_over_http, ws_point
 
@@ -164,10 +164,16 @@ class Bench:
         if "SEQSERVE_GRPC_PORT" not in target.server.env:
             print("   gRPC pending: the grpc extra is not installed", flush=True)
             return {"status": "pending", "reason": 'pip install "seqserve[grpc]"'}
+        address = "127.0.0.1:" + target.server.env["SEQSERVE_GRPC_PORT"]
+        reason = grpcload.check(address, MODEL)
+        if reason is not None:
+            print(f"   gRPC pending: {reason}", flush=True)
+            return {"status": "pending", "reason": reason}
+        client = getattr(self.args, "grpc_client", "raw")
         points: dict[str, list[dict[str, Any]]] = {}
         for r in range(self.args.repeats):
             for streams in self.args.grpc_streams:
-                p = grpc_point(target, streams, self.args.duration, self.args.ws_procs)
+                p = grpc_point(target, streams, self.args.duration, self.args.ws_procs, client)
                 points.setdefault(str(streams), []).append(p)
                 print(
                     f"   round {r + 1} grpc {streams:3} streams: {p['rps']:8,.0f}/s p50 "
@@ -177,7 +183,7 @@ class Bench:
                     f"{p['errors']} errors",
                     flush=True,
                 )
-        return {"status": "ok", "seqserve": points}
+        return {"status": "ok", "client": client, "seqserve": points}
 
     def history(self) -> list[dict[str, Any]]:
         url = self.targets["seqserve"].server.url

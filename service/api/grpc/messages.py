@@ -94,10 +94,16 @@ def _output(spec: Any) -> Requested:
 
 def encode(answer: Answer, pb: Any) -> Any:
     """The ModelInferResponse for an answer (`pb`: the service_pb2 module)."""
+    return encode_into(answer, pb.ModelInferResponse())
+
+
+def encode_into(answer: Answer, response: Any) -> Any:
+    """Fill an empty ModelInferResponse in place (e.g. a stream answer's `infer_response`:
+    building it apart and passing it in would copy it)."""
     m = answer.model.manifest
-    response = pb.ModelInferResponse(
-        model_name=m.name, model_version=m.version, id=answer.request.id or ""
-    )
+    response.model_name = m.name
+    response.model_version = m.version
+    response.id = answer.request.id or ""
     for out in answer.outputs:
         tensor = response.outputs.add()
         tensor.name = out.name

@@ -1,15 +1,18 @@
 """Many requests on one stream: each key's requests run in the order sent, keys concurrently.
 
-`ordered` reads requests, starts each as a task chained after the previous task of its key (a
-sequence), and yields answers as they complete. At most `limit` requests are in flight: beyond
-it reading stops, and HTTP/2 flow control pushes back on the client. When the consumer goes
-away (a client that disconnects), the requests already started still run to the end: nothing
-already sent is cut short halfway, and the tasks are kept referenced until they finish.
+`ordered` reads requests and yields answers as they complete. A key (a sequence) with nothing
+running gets one task that runs its request, then any of the key's requests that arrived
+meanwhile, in order (a per-key deque): no task per request is chained after another. At most
+`limit` requests are in flight: beyond it reading stops, and HTTP/2 flow control pushes back on
+the client. When the consumer goes away (a client that disconnects), the requests already
+started still run to the end: nothing already sent is cut short halfway, and the tasks are
+kept referenced until they finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TypeVar
 
@@ -30,42 +33,55 @@ async def ordered(
     run: Callable[[R], Awaitable[A]],
     limit: int,
 ) -> AsyncIterator[A]:
-    """Answers of `run` over `requests`, chained per `key` (None: unordered); `run` must not
+    """Answers of `run` over `requests`, in order per `key` (None: unordered); `run` must not
     raise (a stream answers its errors as messages)."""
     answers: asyncio.Queue[A | None] = asyncio.Queue()
-    slots = asyncio.Semaphore(limit)
-    tails: dict[Hashable, asyncio.Task[None]] = {}
+    waiting: dict[Hashable, deque[R]] = {}  # a key with a running task: what comes after
+    in_flight = 0
+    room = asyncio.Event()  # set when in_flight drops below limit
+    idle = asyncio.Event()  # set when nothing is in flight
+    idle.set()
 
-    async def one(request: R, after: asyncio.Task[None] | None) -> None:
+    def done() -> None:
+        nonlocal in_flight
+        in_flight -= 1
+        room.set()
+        if not in_flight:
+            idle.set()
+
+    async def drain(k: Hashable | None, request: R) -> None:
+        later = waiting.get(k) if k is not None else None
         try:
-            if after is not None:
-                await asyncio.wait([after])  # its outcome is its own answer's business
-            answers.put_nowait(await run(request))
-        finally:
-            slots.release()
-
-    def forgetter(k: Hashable) -> Callable[[asyncio.Task[None]], None]:
-        def forget(task: asyncio.Task[None]) -> None:
-            if tails.get(k) is task:  # else a later request of the key is the tail now
-                del tails[k]
-
-        return forget
+            while True:
+                try:
+                    answers.put_nowait(await run(request))
+                finally:
+                    done()
+                if not later:
+                    return
+                request = later.popleft()
+        finally:  # normally empty; after a broken `run` (or a cancel) its followers are dropped
+            if k is not None:
+                for _ in waiting.pop(k, ()):
+                    done()
 
     async def pump() -> None:
-        started: set[asyncio.Task[None]] = set()
+        nonlocal in_flight
         try:
             async for request in requests:
-                await slots.acquire()
+                while in_flight >= limit:
+                    room.clear()
+                    await room.wait()
+                in_flight += 1
+                idle.clear()
                 k = key(request)
-                task = asyncio.create_task(one(request, None if k is None else tails.get(k)))
-                _keep(task)
-                started.add(task)
-                task.add_done_callback(started.discard)
+                if k is not None and k in waiting:
+                    waiting[k].append(request)  # its running task takes it in turn
+                    continue
                 if k is not None:
-                    tails[k] = task
-                    task.add_done_callback(forgetter(k))
-            if started:
-                await asyncio.wait(started)  # wait, not gather: never cancels them
+                    waiting[k] = deque()
+                _keep(asyncio.create_task(drain(k, request)))
+            await idle.wait()  # never cancels what runs
         finally:
             answers.put_nowait(None)
 

@@ -162,14 +162,16 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc,name-
 
         return await self._guard(context, call)
 
-    async def _infer(self, request: Any, owner: str | None, caller: str) -> Any:
+    async def _answer(self, request: Any, owner: str | None, caller: str) -> dataplane.Answer:
         async def read() -> InferRequest:
             return messages.parse(request)
 
-        answer = await dataplane.infer(
+        return await dataplane.infer(
             self.ctx, owner, caller, request.model_name, request.model_version or None, read
         )
-        return messages.encode(answer, pb)
+
+    async def _infer(self, request: Any, owner: str | None, caller: str) -> Any:
+        return messages.encode(await self._answer(request, owner, caller), pb)
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         async def call() -> Any:
@@ -186,9 +188,10 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc,name-
 
         async def run(request: Any) -> Any:
             try:
-                return pb.ModelStreamInferResponse(
-                    infer_response=await self._infer(request, owner, caller)
-                )
+                answer = await self._answer(request, owner, caller)
+                reply = pb.ModelStreamInferResponse()
+                messages.encode_into(answer, reply.infer_response)
+                return reply
             except SeqServeError as exc:
                 detail = status.detail_of(exc)
             except Exception:
