@@ -56,7 +56,8 @@ def test_slab_grows_repeatedly_and_hands_out_every_row_once() -> None:
     slab = Slab(LAYOUT, capacity=1)
     rows = [slab.alloc() for _ in range(8)]
     assert sorted(rows) == list(range(8))
-    assert slab.capacity == 8 and slab.used == 8
+    assert slab.capacity == 8
+    assert slab.used == 8
     state = _rows(8, seed=3)
     slab.scatter(rows, state)
     slab.alloc()  # one more growth: every row written before keeps its values
@@ -109,15 +110,18 @@ def test_ids_without_a_mask_spell_the_slot_in_the_clear() -> None:
 def test_a_table_grows_only_once_every_slot_is_taken() -> None:
     table = SessionTable(capacity=2)
     slots = [table.alloc(None)[0] for _ in range(2)]
-    assert sorted(slots) == [0, 1] and table.capacity == 2
+    assert sorted(slots) == [0, 1]
+    assert table.capacity == 2
     slots += [table.alloc(None)[0] for _ in range(2)]
-    assert sorted(slots) == [0, 1, 2, 3] and table.capacity == 4
+    assert sorted(slots) == [0, 1, 2, 3]
+    assert table.capacity == 4
 
 
 def test_owners_never_match_sessions_of_no_owner_or_of_another_owner() -> None:
     table = SessionTable()
     owners = [table.owner_index(o) for o in (None, "a", "b", "c")]
-    assert owners[0] == -1 and owners[1:] == [0, 1, 2]
+    assert owners[0] == -1
+    assert owners[1:] == [0, 1, 2]
     assert table.find_owner("stranger") not in owners
     assert table.find_owner("b") == 1
 
