@@ -129,6 +129,16 @@ def test_steps_arriving_within_the_quiet_passes_join_one_batch(model: LoadedMode
     assert play(model, scenario).batches == [3, 1]
 
 
+def test_a_lone_step_leaves_after_the_quiet_passes(model: LoadedModel) -> None:
+    async def scenario(rig: Rig) -> None:
+        futures = [await rig.submit()]
+        await passes(Q + 1)  # nobody came within QUIET_PASSES passes: it left alone
+        futures.append(await rig.submit())
+        await results(futures)
+
+    assert play(model, scenario).batches == [1, 1]
+
+
 def test_a_full_batch_leaves_without_waiting_for_quiet_passes(model: LoadedModel) -> None:
     async def scenario(rig: Rig) -> None:
         futures = [await rig.submit()]
@@ -271,7 +281,7 @@ def test_a_failing_single_group_returns_its_error_for_each_step(model: LoadedMod
     raws = [np.ones((2, 1))] * 3
     out, new = run_groups(failing, raws, state, np.zeros(3, bool))
     assert out == [boom, boom, boom]
-    assert new is state  # nothing ran: the rows are the ones passed in
+    assert new is state  # the common case hands back the rows it was given, not a copy
 
 
 def test_a_failing_first_group_does_not_stop_the_later_ones(model: LoadedModel) -> None:
