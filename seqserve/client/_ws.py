@@ -63,13 +63,42 @@ def _headers(api_key: str | None) -> dict[str, str]:
 # -- blocking -------------------------------------------------------------------------------
 
 
-class _Feed:
-    """Reads the caller's chunks on a thread, so the stream can see which are waiting."""
+class _FeedBase:
+    """What both feeds share: the chunk held over from the last message, and the end."""
 
-    def __init__(self, chunks: Iterable[Any]) -> None:
-        self._q: queue.Queue[Any] = queue.Queue(_FEED_DEPTH)
+    _q: queue.Queue[Any] | asyncio.Queue[Any]
+    _empty: type[Exception]
+
+    def __init__(self) -> None:
         self._held: Any = None
         self.ended = False
+
+    def _waiting(self) -> Iterator[Any]:
+        while True:
+            try:
+                yield self._q.get_nowait()
+            except self._empty:
+                return
+
+    def _batch_from(self, first: Any, max_steps: int) -> Batch | None:
+        """`first` and the chunks waiting behind it as one message (None at the end)."""
+        if isinstance(first, BaseException):
+            raise first
+        if first is END:
+            self.ended = True
+            return None
+        batch, self._held = gather(first, self._waiting(), max_steps)
+        return batch
+
+
+class _Feed(_FeedBase):
+    """Reads the caller's chunks on a thread, so the stream can see which are waiting."""
+
+    _empty = queue.Empty
+
+    def __init__(self, chunks: Iterable[Any]) -> None:
+        super().__init__()
+        self._q: queue.Queue[Any] = queue.Queue(_FEED_DEPTH)
         threading.Thread(target=self._read, args=(chunks,), daemon=True).start()
 
     def _read(self, chunks: Iterable[Any]) -> None:
@@ -80,13 +109,6 @@ class _Feed:
             self._q.put(e)
         self._q.put(END)
 
-    def _waiting(self) -> Iterator[Any]:
-        while True:
-            try:
-                yield self._q.get_nowait()
-            except queue.Empty:
-                return
-
     def take(self, max_steps: int, block: bool) -> Batch | None:
         """The next message's chunks; None at the end, or when none waits and not `block`."""
         first, self._held = self._held, None
@@ -95,13 +117,7 @@ class _Feed:
                 first = self._q.get(block=block)
             except queue.Empty:
                 return None
-        if isinstance(first, BaseException):
-            raise first
-        if first is END:
-            self.ended = True
-            return None
-        batch, self._held = gather(first, self._waiting(), max_steps)
-        return batch
+        return self._batch_from(first, max_steps)
 
 
 def stream_sync(
@@ -182,21 +198,15 @@ async def _read_async(chunks: Iterable[Any] | AsyncIterable[Any], q: asyncio.Que
     await q.put(END)
 
 
-class _AsyncFeed:
+class _AsyncFeed(_FeedBase):
     """The caller's chunks, read by a task, so the stream can see which are waiting."""
 
+    _empty = asyncio.QueueEmpty
+
     def __init__(self, chunks: Iterable[Any] | AsyncIterable[Any]) -> None:
+        super().__init__()
         self._q: asyncio.Queue[Any] = asyncio.Queue(_FEED_DEPTH)
         self.reader = asyncio.create_task(_read_async(chunks, self._q))
-        self._held: Any = None
-        self.ended = False
-
-    def _waiting(self) -> Iterator[Any]:
-        while True:
-            try:
-                yield self._q.get_nowait()
-            except asyncio.QueueEmpty:
-                return
 
     async def take(self, max_steps: int, block: bool) -> Batch | None:
         """The next message's chunks; None at the end, or when none waits and not `block`."""
@@ -209,13 +219,7 @@ class _AsyncFeed:
                     first = self._q.get_nowait()
                 except asyncio.QueueEmpty:
                     return None
-        if isinstance(first, BaseException):
-            raise first
-        if first is END:
-            self.ended = True
-            return None
-        batch, self._held = gather(first, self._waiting(), max_steps)
-        return batch
+        return self._batch_from(first, max_steps)
 
 
 async def stream_async(
