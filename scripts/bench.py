@@ -43,6 +43,8 @@ def build_parser(prog: str = "python scripts/bench.py") -> argparse.ArgumentPars
     p.add_argument("--repeats", type=int, help="rounds of every load point (3; quick 1)")
     p.add_argument("--streams", type=_ints, default=[1, 16, 64, 256], help="HTTP streams")
     p.add_argument("--naive-streams", type=_ints, default=[1, 64], help="naive streams")
+    p.add_argument("--peer-streams", type=_ints, default=[16, 64],
+                   help="HTTP streams for Mosec with a session dict (issue 13's peer)")  # fmt: skip
     p.add_argument("--ws-streams", type=_ints, default=[1, 64], help="WebSocket streams")
     p.add_argument("--ws-procs", type=int, default=2, help="WebSocket (and gRPC) client processes")
     p.add_argument("--grpc-streams", type=_ints, default=[64], help="gRPC streaming sequences")
@@ -55,7 +57,8 @@ def build_parser(prog: str = "python scripts/bench.py") -> argparse.ArgumentPars
     p.add_argument("--repository", type=Path, help="model repository (default: the bundled one)")
     p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the seqserve server (repeatable)")  # fmt: skip
-    sections = ["floor", "http", "ws", "grpc", "history", "rss", "naive", "extras"]
+    sections = ["floor", "http", "peers", "cpu", "predict", "ws", "grpc", "history", "rss"]
+    sections += ["naive", "extras"]
     p.add_argument("--skip", action="append", default=[], choices=sections, help="leave out")
     p.add_argument("--out-dir", type=Path, help="where benchmarks.md goes (docs/; quick: temp)")
     p.add_argument("--from-json", type=Path, help="measure nothing: re-render this results file")
@@ -75,7 +78,7 @@ def _section(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python scripts/bench.py") -> int:
-    from benchlib import wrk
+    from benchlib import goals, wrk
     from benchlib.machine import describe
     from benchlib.sections import Bench
 
@@ -106,15 +109,20 @@ def main(argv: Sequence[str] | None = None, prog: str = "python scripts/bench.py
             "machine": describe(REPO),
         },  # fmt: skip
         "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "repository")},
+        "baseline": goals.baseline(REPO / "docs" / "benchmarks.json"),  # before this run
     }
     bench = Bench(args, results)
     try:
         bench.prepare()
         if "floor" not in args.skip:
             _section(results, "floor_ort", bench.floor)
+        if "cpu" not in args.skip:
+            _section(results, "cpu", bench.cpu)
         bench.start_servers()
         if "http" not in args.skip:
             _section(results, "http", bench.http)
+        if "predict" not in args.skip:
+            _section(results, "predict", bench.predict)
         if "ws" not in args.skip:
             _section(results, "ws", bench.ws)
         if "grpc" not in args.skip:

@@ -24,7 +24,6 @@ import cProfile
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -200,14 +199,7 @@ async def _child(
 
 
 def _measure(python: str, streams: int, steps: int, floor: bool = False) -> dict[str, float]:
-    extra = ["--floor"] if floor else []
-    out = subprocess.run(
-        [python, __file__, "--child", "--streams", str(streams), "--steps", str(steps), *extra],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return path_section.measure(python, streams, steps, floor)
 
 
 def main() -> int:

@@ -7,17 +7,52 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import ab, chart, gpu, path, stream_window, table
-from benchlib.summary import RAW_STATE_BYTES, fmt, point, ratio, verdicts
+from benchlib.goals import goals
+from benchlib.summary import RAW_STATE_BYTES, Verdict, fmt, point, ratio, verdicts
 
 MARKS = {True: "met", False: "**missed**", None: "not measured"}
 
 
 def verdict_lines(results: dict[str, Any]) -> list[str]:
-    return [
-        f"[{MARKS[v.met].strip('*'):>12}] {v.target}: {v.measured}"
-        + (f" ({v.margin})" if v.margin else "")
-        for v in verdicts(results)
+    lines = []
+    for title, found in (("issue 4", verdicts(results)), ("issue 13", goals(results))):
+        lines.append(f"{title}:")
+        for v in found:
+            margin = f" ({v.margin})" if v.margin else ""
+            lines.append(f"[{MARKS[v.met].strip('*'):>12}] {v.target}: {v.measured}{margin}")
+            if v.why:
+                lines.append(f"{'':15}why: {v.why}")
+    return lines
+
+
+def _table(found: list[Verdict]) -> list[str]:
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+    for v in found:
+        margin = f" ({v.margin})" if v.margin else ""
+        lines.append(f"| {v.target} | {v.measured} | {MARKS[v.met]}{margin} |")
+    return lines
+
+
+def _goals(results: dict[str, Any]) -> list[str]:
+    """Issue 13's goals, and under the table each missed one's own profile numbers."""
+    found = goals(results)
+    base = results.get("baseline", {}).get("from")
+    lines = [
+        "## Goals (issue 13)",
+        "",
+        "One run, same machine: seqserve's ratios against Mosec with a session dict "
+        "(`scripts/peers/mosec_server.py`, in its own venv under `build/peers/`), against the "
+        "empty endpoint (the floor) at the same concurrency, and against in-process ONNX "
+        "Runtime; the server CPU goal uses the in-process figure (`scripts/bench_path.py`'s "
+        "measurement, no sockets)." + (f' "No regression" compares with {base}.' if base else ""),
+        "",
+        *_table(found),
     ]
+    missed = [v for v in found if v.why]
+    if missed:
+        lines += ["", "Missed, with the profile numbers of the same points:", ""]
+        lines += [f"- **{v.target}**: {v.why}." for v in missed]
+    return lines
 
 
 def _why(results: dict[str, Any]) -> list[str]:
@@ -232,14 +267,12 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
         "",
         _load_generators(results),
         "",
+        *_goals(results),
+        "",
         "## Targets (issue 4)",
         "",
-        "| target | measured | verdict |",
-        "|---|---|---|",
+        *_table(verdicts(results)),
     ]
-    for v in verdicts(results):
-        margin = f" ({v.margin})" if v.margin else ""
-        lines.append(f"| {v.target} | {v.measured} | {MARKS[v.met]}{margin} |")
     lines += ["", "### Why", ""]
     for note in _why(results):
         lines += [note, ""]

@@ -15,12 +15,15 @@ from benchlib.client import metric_total, scrape
 
 @dataclass
 class Target:
-    """A server under load and the session ids its streams use (connection k: ids[k])."""
+    """A server under load and the session ids its streams use (connection k: ids[k]), with
+    the step request wrk sends it (`{id}` in the path or body: the connection's session)."""
 
     name: str
     server: ServerProcess
     ids: list[str] = field(default_factory=list)
     has_metrics: bool = False
+    path: str = "/v1/sessions/{id}/steps"
+    body: str = wrk.STEP_BODY
 
 
 def _metrics(target: Target) -> dict[str, float]:
@@ -70,7 +73,7 @@ def _server_figures(
 
 def http_point(target: Target, streams: int, seconds: float) -> dict[str, Any]:
     before, cpu0, busy0 = _metrics(target), target.server.cpu_seconds(), _busy()
-    r = wrk.run(target.server.url, target.ids, streams, seconds)
+    r = wrk.run(target.server.url, target.ids, streams, seconds, target.path, body=target.body)
     figures = _server_figures(target, before, cpu0, busy0, r.requests, r.seconds, r.wrk_cpu_s)
     return {
         "rps": r.rps,

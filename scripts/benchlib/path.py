@@ -5,9 +5,13 @@ bench_path.py both render it through here."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+SCRIPT = Path(__file__).resolve().parents[1] / "bench_path.py"
 HEADING = "## Server CPU per step, in process (scripts/bench_path.py)"
 
 
@@ -38,3 +42,28 @@ def section(figures_path: Path) -> list[str]:
         if run.get("note"):
             lines += ["", run["note"]]
     return lines
+
+
+def measure(
+    python: str, streams: int, steps: int, floor: bool = False, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """One round of bench_path.py's child: cpu_us, loop_us (a step) and steps_per_s, for
+    seqserve or (`floor`) the empty endpoint, at `streams` connections."""
+    argv = [python, str(SCRIPT), "--child", "--streams", str(streams), "--steps", str(steps)]
+    out = subprocess.run(argv + (["--floor"] if floor else []), check=True, capture_output=True,
+                         text=True, env={**os.environ, **(env or {})})  # fmt: skip
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def rounds(streams: list[int], steps: int, repeats: int, env: dict[str, str] | None = None
+           ) -> dict[str, dict[str, list[dict[str, float]]]]:  # fmt: skip
+    """{"seqserve" | "empty": {streams: [round, ...]}}, the two taking turns in each round
+    (and the order flipping between rounds), as bench_path.py --floor runs them."""
+    out: dict[str, dict[str, list[dict[str, float]]]] = {"seqserve": {}, "empty": {}}
+    for k in range(repeats):
+        for n in streams:
+            order = ["seqserve", "empty"] if k % 2 == 0 else ["empty", "seqserve"]
+            for name in order:
+                run = measure(sys.executable, n, steps, name == "empty", env)
+                out[name].setdefault(str(n), []).append(run)
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import statistics
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 from launch import ServerProcess, free_port
 
-from benchlib import floor, grpcload, history, rss, wrk, wsload
+from benchlib import floor, grpcload, history, path, peers, predict, rss, wrk, wsload
 from benchlib.client import Client
 from benchlib.load import Target, grpc_point, http_point, rss_over_http, ws_point
 
@@ -50,6 +51,7 @@ class Bench:
         self.log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
         self.targets: dict[str, Target] = {}
         self.repository: Path = args.repository or _bundled_repository()
+        self.mosec_python: Path | None = None
 
     def _note(self, text: str) -> None:
         self.results.setdefault("notes", []).append(text)
@@ -61,6 +63,22 @@ class Bench:
             self._note(f"no {MODEL} model in the repository: using a random equivalent")
         self.results["meta"]["repository"] = str(self.repository)
         print(f"server logs in {self.log_dir}", flush=True)
+        if "peers" not in self.args.skip and "http" not in self.args.skip:
+            self._prepare_peers()
+
+    def _prepare_peers(self) -> None:
+        """Mosec's venv (built once, under build/peers/); a failed install is a reason."""
+        print(f"== peers: Mosec's venv in {peers.MOSEC_VENV}", flush=True)
+        peer = peers.mosec_venv()
+        if peer.python is None:
+            self.results["peers"] = {"mosec": {"status": "not measured", "reason": peer.reason}}
+            self._note(f"Mosec not measured: {peer.reason}")
+        else:
+            self.mosec_python = peer.python
+            self.results["peers"] = {
+                "mosec": {"status": "ok", "versions": peer.versions, "max_batch": 16}
+            }
+            print(f"   {peer.versions}", flush=True)
 
     def _onnx(self) -> Path:
         version = max((p for p in (self.repository / MODEL).iterdir() if p.name.isdigit()),
@@ -80,6 +98,30 @@ class Bench:
             print(f"   batch {batch}: {s * 1e6:.1f} µs/call (best {best * 1e6:.1f})", flush=True)
         return out
 
+    def cpu(self) -> dict[str, dict[str, list[dict[str, float]]]]:
+        """Server CPU per v1 step in process (scripts/bench_path.py), seqserve and the empty
+        endpoint taking turns, at the streams issue 13's goals name."""
+        steps = 3000 if self.args.quick else 20_000
+        env = {"SEQSERVE_MODEL_REPOSITORY": str(self.repository)}
+        out = path.rounds([16, 64], steps, self.args.repeats, env)
+        for name, points in out.items():
+            for n, runs in points.items():
+                cpu = statistics.median(r["cpu_us"] for r in runs)
+                print(f"   {name:8} {n:>3} streams: {cpu:.1f} µs CPU/step", flush=True)
+        return out
+
+    def predict(self) -> dict[str, Any]:
+        """Stateless binary V2 predict of [64, 100, F] against in-process ONNX Runtime."""
+        onnx = self._onnx()
+        manifest = json.loads((onnx.parent / "model.json").read_text())
+        url = self.targets["seqserve"].server.url
+        seconds = min(self.args.duration, 4.0)
+        out = predict.measure(url, MODEL, onnx, len(manifest["features"]), seconds,
+                              self.args.repeats)  # fmt: skip
+        for r in out["rounds"]:
+            print(f"   V2 predict {r['http']:.1f}/s vs in process {r['ort']:.1f}/s", flush=True)
+        return out
+
     def start_servers(self) -> None:
         env = dict(kv.split("=", 1) for kv in self.args.server_env)
         if "grpc" not in self.args.skip and _grpc_installed():
@@ -93,11 +135,26 @@ class Bench:
             naive = ServerProcess.script("naive", SCRIPTS / "naive_server.py", self.log_dir)
             naive.env["OMP_NUM_THREADS"] = "1"  # read when torch loads: every thread, one
             servers["naive"] = naive
+        if self.mosec_python is not None:
+            servers["mosec"] = peers.mosec_server(
+                self.mosec_python, self.repository, MODEL, self.log_dir
+            )
         n = max([*self.args.streams, *self.args.ws_streams, *self.args.naive_streams])
         for name, server in servers.items():
-            server.start()
+            try:
+                server.start(ready_path="/" if name == "mosec" else "/readyz")
+            except RuntimeError as exc:  # a peer that fails to start is reported, not fatal
+                if name != "mosec":
+                    raise
+                self.results["peers"]["mosec"] = {"status": "not measured", "reason": str(exc)}
+                self._note(f"Mosec not measured: it did not start ({server.log_path})")
+                server.stop()
+                continue
             target = Target(name, server, has_metrics=name == "seqserve")
-            if name == "empty":
+            if name == "mosec":  # the worker's dict starts a session on its first step
+                target.ids = [f"s{k}" for k in range(n)]
+                target.path, target.body = peers.MOSEC_PATH, peers.MOSEC_BODY
+            elif name == "empty":
                 target.ids = [f"s{k}" for k in range(n)]
             else:
                 client = Client(server.url)
@@ -115,11 +172,13 @@ class Bench:
         a = self.args
         out: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in self.targets}
         for target in self.targets.values():  # warm-up, not recorded
-            wrk.run(target.server.url, target.ids, min(64, len(target.ids)), 1)
+            wrk.run(target.server.url, target.ids, min(64, len(target.ids)), 1, target.path,
+                    body=target.body)  # fmt: skip
+        only = {"naive": a.naive_streams, "mosec": getattr(a, "peer_streams", [16, 64])}
         for r in range(a.repeats):
             for streams in a.streams:
                 for name, target in self.targets.items():
-                    if name == "naive" and streams not in a.naive_streams:
+                    if name in only and streams not in only[name]:
                         continue
                     p = http_point(target, streams, a.duration)
                     out[name].setdefault(str(streams), []).append(p)

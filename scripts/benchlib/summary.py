@@ -62,6 +62,7 @@ class Verdict:
     measured: str
     met: bool | None  # None: not measured
     margin: str  # how far above or below the target
+    why: str = ""  # a missed goal's own profile numbers (issue 13)
 
 
 def _check(target: str, value: float | None, bound: float, at_least: bool, shown: str) -> Verdict:

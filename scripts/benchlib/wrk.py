@@ -30,7 +30,7 @@ function setup(thread)
 end
 function init(args)
   wrk.method = "%(method)s"
-  wrk.body = '%(body)s'
+  wrk.body = string.gsub('%(body)s', "{id}", sid)
   wrk.headers["Content-Type"] = "application/json"
   wrk.path = string.gsub(path, "{id}", sid)
 end
@@ -86,8 +86,9 @@ def run(
     body: str = STEP_BODY,
     timeout_s: float = 10.0,
 ) -> WrkResult:
-    """`connections` connections (one thread each) for `seconds`; ids[k] for connection k."""
-    if len(ids) < connections and "{id}" in path:
+    """`connections` connections (one thread each) for `seconds`; ids[k] for connection k,
+    put wherever `{id}` appears in the path or the body."""
+    if len(ids) < connections and "{id}" in path + body:
         raise ValueError(f"{connections} connections need {connections} session ids")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(lua_script(ids[:connections], path, method, body))
