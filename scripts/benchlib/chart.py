@@ -8,6 +8,7 @@ from typing import Any
 from benchlib.summary import RAW_STATE_BYTES, point
 
 COLORS = {"empty": "#999999", "seqserve": "#1f77b4", "naive": "#d62728", "ws": "#2ca02c"}
+COLORS["mosec"] = "#ff7f0e"
 
 
 def _series(results: dict[str, Any], section: str, name: str, key: str) -> tuple[list, list]:
@@ -33,6 +34,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
         ("http", "empty", "empty endpoint (floor)", "empty"),
         ("http", "seqserve", "seqserve HTTP", "seqserve"),
         ("http", "naive", "naive baseline HTTP", "naive"),
+        ("http", "mosec", "Mosec + session dict HTTP", "mosec"),
         ("ws", "seqserve", "seqserve WebSocket", "ws"),
     )
     for section, name, label, color in lines:
@@ -44,6 +46,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
             if xs:
                 lat.plot(xs, ys, style, color=COLORS[color], label=f"{label} {key[:3]}")
     thr.axhline(15000, color=COLORS["ws"], lw=0.8, ls=":", label="WS target 15,000/s")
+    thr.axhline(25000, color=COLORS["ws"], lw=0.8, ls="-.", label="WS goal 25,000/s (issue 13)")
     thr.set(xscale="log", xlabel="concurrent streams", ylabel="steps/s (median)")
     thr.set_title("Step throughput")
     lat.axhline(10, color="black", lw=0.8, ls=":", label="p99 target 10 ms")

@@ -13,8 +13,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from benchlib.floor import _session
-
 BATCH, STEPS = 64, 100
 
 
@@ -62,38 +60,52 @@ def _over_http(url: str, model: str, x: np.ndarray, seconds: float) -> float:
         conn.close()
 
 
-def _in_process(onnx_path: Path, x: np.ndarray, seconds: float) -> float:
-    """Calls per second of the same batch through `InferenceSession.run` (server's options)."""
-    session = _session(onnx_path)
-    feeds: dict[str, np.ndarray] = {"x": x}
-    for i in session.get_inputs():
-        if i.name != "x":  # state [layers, batch, hidden], zero as a stateless request starts
-            feeds[i.name] = np.zeros((i.shape[0], x.shape[0], i.shape[2]), np.float32)
-    outputs = [o.name for o in session.get_outputs()]
+def _in_process(model_dir: Path, x: np.ndarray, seconds: float) -> float:
+    """Calls per second of the same batch through the server's own ONNX Runtime call
+    (`OnnxModel.run`: its session options, its layout handling), zero state, in process."""
+    from seqserve.service.runtime.onnx_model import OnnxModel
+
+    model = OnnxModel.load(model_dir)
+    manifest = json.loads((model_dir / "model.json").read_text())
+    zeros = [
+        np.zeros((s["layers"], x.shape[0], s["size"]), np.float32)
+        for s in manifest["signature"]["state"]
+    ]
     for _ in range(3):
-        session.run(outputs, feeds)
+        model.run(x, zeros)
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        session.run(outputs, feeds)
+        model.run(x, zeros)
         n += 1
     return n / (time.perf_counter() - started)
 
 
-def measure(
-    url: str, model: str, onnx_path: Path, features: int, seconds: float, repeats: int
-) -> dict[str, Any]:
+def inputs(manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(model-space x, raw x that the manifest's preprocessing turns into about that x): both
+    sides then compute on the same values (saturated gates from unscaled inputs run slower)."""
+    feats = manifest["features"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, STEPS, len(feats))).astype(np.float32)
+    raw = np.empty_like(x)
+    for k, f in enumerate(feats):
+        values = x[:, :, k] * f.get("std", 1.0) + f.get("mean", 0.0)
+        raw[:, :, k] = 400.0 + np.cumsum(values, axis=1) if f.get("difference") else values
+    return x, raw
+
+
+def measure(url: str, model: str, model_dir: Path, seconds: float, repeats: int) -> dict[str, Any]:
     """Per round, calls/s over HTTP and in process and their ratio; the median ratio."""
-    x = np.random.default_rng(0).normal(400.0, 10.0, (BATCH, STEPS, features)).astype(np.float32)
+    x, raw = inputs(json.loads((model_dir / "model.json").read_text()))
     rounds = []
     for k in range(repeats):
         first, second = ("http", "ort") if k % 2 == 0 else ("ort", "http")
         got = {}
         for side in (first, second):
             got[side] = (
-                _over_http(url, model, x, seconds)
+                _over_http(url, model, raw, seconds)
                 if side == "http"
-                else _in_process(onnx_path, x, seconds)
+                else _in_process(model_dir, x, seconds)
             )
         rounds.append({**got, "ratio": got["http"] / got["ort"]})
     ratio = statistics.median(r["ratio"] for r in rounds)
-    return {"shape": [BATCH, STEPS, features], "rounds": rounds, "ratio": ratio}
+    return {"shape": list(x.shape), "rounds": rounds, "ratio": ratio}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
 import statistics
 import subprocess
 import sys
@@ -112,11 +111,9 @@ class Bench:
 
     def predict(self) -> dict[str, Any]:
         """Stateless binary V2 predict of [64, 100, F] against in-process ONNX Runtime."""
-        onnx = self._onnx()
-        manifest = json.loads((onnx.parent / "model.json").read_text())
         url = self.targets["seqserve"].server.url
         seconds = min(self.args.duration, 4.0)
-        out = predict.measure(url, MODEL, onnx, len(manifest["features"]), seconds,
+        out = predict.measure(url, MODEL, self._onnx().parent, seconds,
                               self.args.repeats)  # fmt: skip
         for r in out["rounds"]:
             print(f"   V2 predict {r['http']:.1f}/s vs in process {r['ort']:.1f}/s", flush=True)
