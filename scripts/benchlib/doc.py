@@ -319,6 +319,12 @@ def _method(results: dict[str, Any]) -> list[str]:
         "- **seqserve HTTP**: `python -m seqserve.service` with the bundled model; POST "
         '`/v1/sessions/{id}/steps` `{"inputs": [[415.2]]}`. Mean batch: '
         "`seqserve_ort_batch_size` sum/count deltas over each point.",
+        "- **Mosec + session dict** (issue 13's peer): `scripts/peers/mosec_server.py` in "
+        "`build/peers/mosec-venv` (mosec from PyPI; onnxruntime and numpy at seqserve's "
+        "versions), one worker process batching up to 16 requests (1 ms window), h/c kept in "
+        "a dict by the session id the body names; POST `/inference` "
+        '`{"session": "<id>", "inputs": [[415.2]]}`, the same one session per connection. '
+        "Its server CPU counts the whole process tree (Rust front and Python worker).",
         "- **Naive baseline**: `scripts/naive_server.py`: FastAPI, sync endpoints (thread pool), "
         "eager `nn.LSTM(1, 64)` plus a linear head, a dict of per-session `(h, c)` tensors, "
         "run with `uvicorn.run` defaults (access log off, as seqserve), with one torch thread "

@@ -141,6 +141,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
     ws = results.get("ws", {})
     out = _floor_rows(results)
     out += _load_rows(results, "http", "seqserve", "seqserve HTTP")
+    out += _load_rows(results, "http", "mosec", "Mosec + session dict HTTP")
     if ws.get("status") == "ok":
         out += _load_rows(results, "ws", "seqserve", "seqserve WS")
     elif ws:
