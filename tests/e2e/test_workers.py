@@ -10,7 +10,10 @@ connection outlives the test)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ import psutil
 import pytest
 import redis
 
-from scripts.launch import ServerProcess
+from scripts.launch import ServerProcess, free_port
 from tests.e2e.conftest import StartServer
 from tests.e2e.redis_server import require_redis_binary
 from tests.service.conftest import co2_like
@@ -254,3 +257,23 @@ def test_sigterm_stops_workers_and_redis(start_server: StartServer) -> None:
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert alive == []
     assert len(gone) == 3
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    require_redis_binary()
+    broken = tmp_path / "repo" / "m" / "1"  # a version whose manifest is empty: refused at load
+    broken.mkdir(parents=True)
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    (broken / "model.json").write_text("{}")
+    env = {
+        **os.environ,
+        **WORKERS_ENV,
+        "SEQSERVE_MODEL_REPOSITORY": str(broken.parents[1]),
+        "SEQSERVE_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "seqserve.service"], env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == 2  # the workers' status, not a restart loop
+    assert b"worker could not start; stopping" in done.stderr
+    assert b"every <model>/<version>/ folder must pass its checks" in done.stderr
