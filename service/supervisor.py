@@ -36,15 +36,19 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 class Supervisor:
-    def __init__(self, listener: socket.socket, count: int, env: dict[str, str], stop_s: float):
-        self.listener = listener
+    def __init__(self, count: int, env: dict[str, str], stop_s: float) -> None:
+        self.listener: socket.socket | None = None
         self.count = count
         self.env = env
         self.stop_s = stop_s
         self.procs: list[subprocess.Popen[bytes]] = []
         self.signals: list[int] = []
+        # from the start: a SIGTERM while Redis starts still stops it on the way out
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        assert self.listener is not None
         fd = self.listener.fileno()
         argv = [sys.executable, "-m", "seqserve.service.worker", "--fd", str(fd)]
         # own session: a terminal's Ctrl-C reaches only the supervisor, which signals each
@@ -57,8 +61,6 @@ class Supervisor:
         self.signals.append(sig)
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
         self.procs = [self._spawn() for _ in range(self.count)]
         code = 0
         while not self.signals and not code:
@@ -105,6 +107,8 @@ class Supervisor:
 def supervise(settings: Settings) -> int:
     """Run `settings.workers` workers until SIGTERM/SIGINT; the exit status."""
     env = dict(os.environ)
+    stop_s = settings.drain_delay_s + settings.shutdown_timeout_s + 15
+    supervisor = Supervisor(settings.workers, env, stop_s)
     if "model_control_mode" not in settings.model_fields_set:
         # a repository call would change one worker only: no model API unless asked for (poll)
         env["SEQSERVE_MODEL_CONTROL_MODE"] = "none"
@@ -124,21 +128,23 @@ def supervise(settings: Settings) -> int:
             return 2
         env.update(SEQSERVE_STATE_STORE="redis", SEQSERVE_REDIS_URL=redis.url)
     try:
-        listener = listen(settings.host, settings.port)
-    except OSError as exc:
-        print(f"cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
-        if redis is not None:
-            redis.stop()
-        return 3
-    host, port = listener.getsockname()[:2]
-    log.info(
-        "listening",
-        extra={"url": f"http://{host}:{port}", "workers": settings.workers, "redis": bool(redis)},
-    )
-    stop_s = settings.drain_delay_s + settings.shutdown_timeout_s + 15
-    try:
-        return Supervisor(listener, settings.workers, env, stop_s).run()
+        try:
+            supervisor.listener = listen(settings.host, settings.port)
+        except OSError as exc:
+            print(f"cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+            return 3
+        host, port = supervisor.listener.getsockname()[:2]
+        log.info(
+            "listening",
+            extra={
+                "url": f"http://{host}:{port}",
+                "workers": settings.workers,
+                "redis": bool(redis),
+            },
+        )
+        return supervisor.run()
     finally:
-        listener.close()
+        if supervisor.listener is not None:
+            supervisor.listener.close()
         if redis is not None:
             redis.stop()  # last: the workers may still commit while they drain

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,3 +278,21 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     assert done.returncode == 2  # the workers' status, not a restart loop
     assert b"worker could not start; stopping" in done.stderr
     assert b"every <model>/<version>/ folder must pass its checks" in done.stderr
+
+
+def test_workers_leave_with_a_killed_supervisor(start_server: StartServer) -> None:
+    require_redis_binary()
+    server = start_server(**WORKERS_ENV)
+    children = psutil.Process(server.pid).children()
+    workers = [c for c in children if "redis" not in c.name()]
+    assert len(workers) == 2
+    server.stop(signal.SIGKILL)  # nothing left to signal them: they notice and drain
+    try:
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert alive == []
+    finally:  # the private redis-server outlives a supervisor killed with -9 (documented)
+        for child in children:
+            if child.is_running() and "redis" in child.name():
+                folder = child.cwd()
+                child.kill()
+                shutil.rmtree(folder, ignore_errors=True)
