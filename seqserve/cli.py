@@ -305,6 +305,11 @@ def _add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-repository", help="model repository (SEQSERVE_MODEL_REPOSITORY; default bundled)"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the sessions (SEQSERVE_WORKERS; default 1; docs/scaling.md)",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -312,10 +317,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from seqserve.service.__main__ import main as serve
 
-    for flag, env in (("host", "HOST"), ("port", "PORT"), ("model_repository", "MODEL_REPOSITORY")):
+    flags = ("host", "port", "model_repository", "workers")
+    for flag in flags:
         value = getattr(args, flag)
         if value is not None:
-            os.environ[f"SEQSERVE_{env}"] = str(value)
+            os.environ[f"SEQSERVE_{flag.upper()}"] = str(value)
     return serve()
 
 

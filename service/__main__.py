@@ -11,27 +11,15 @@ from seqserve.service.app import begin_drain, create_app, load_models
 from seqserve.service.connections import guarded_protocol
 from seqserve.service.drain import DrainingServer
 from seqserve.service.errors import ModelLoadError
+from seqserve.service.runtime.registry import Registry
 from seqserve.service.settings import Settings
+from starlette.types import ASGIApp
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(settings_errors.describe(exc), file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.log_json)
-    try:  # before uvicorn starts: a broken model is an operator's message, not a traceback
-        models = load_models(settings)
-    except ModelLoadError as exc:
-        print(
-            settings_errors.describe_repository(settings.model_repository, str(exc)),
-            file=sys.stderr,
-        )
-        return 2
-    app = create_app(settings, loaded=models)
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings for the app: the single server's and each worker's."""
     limits = settings.limits
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -49,6 +37,37 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
+
+
+def load_or_explain(settings: Settings) -> Registry | None:
+    """The models, or None after printing why not: a broken model is an operator's message
+    before uvicorn starts, not a traceback."""
+    try:
+        return load_models(settings)
+    except ModelLoadError as exc:
+        print(
+            settings_errors.describe_repository(settings.model_repository, str(exc)),
+            file=sys.stderr,
+        )
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(settings_errors.describe(exc), file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_json)
+    if settings.workers > 1:  # a supervisor over N worker processes (service/worker.py)
+        from seqserve.service.supervisor import supervise
+
+        return supervise(settings)
+    models = load_or_explain(settings)
+    if models is None:
+        return 2
+    app = create_app(settings, loaded=models)
+    config = uvicorn_config(app, settings)
     server = DrainingServer(config, lambda: begin_drain(app), settings.drain_delay_s)
     server.run()
     return 0 if server.started else 3

@@ -211,6 +211,11 @@ class Settings(BaseSettings):
     """How long a commit waits for `redis_wait_replicas` replicas."""
     snapshot_path: Path | None = None
     """Memory store only: write every session here on shutdown, restore them at start."""
+    workers: int = Field(1, ge=1, le=256)
+    """Server processes sharing one listening socket and one session space (any worker steps
+    any session). Above 1 the sessions live in Redis: the configured one with
+    state_store=redis, else a private redis-server on a unix socket that the server starts and
+    stops (docs/scaling.md)."""
     drain_delay_s: float = Field(0.0, ge=0)
     """After SIGTERM keep serving this long (readiness and new sessions answer 503) first."""
     shutdown_timeout_s: float = Field(10.0, gt=0)
@@ -258,6 +263,7 @@ class Settings(BaseSettings):
                 "SEQSERVE_SESSIONS__MAX_TTL_S or lower the defaults"
             )
         self._check_state_store()
+        self._check_workers()
         self._check_grpc_tls()
         if self.security.api_keys_file is not None and not self.security.api_keys_file.is_file():
             raise ValueError(
@@ -275,6 +281,26 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SEQSERVE_SNAPSHOT_PATH is for the memory store: with Redis the sessions already "
                 "outlive the process; unset one of them"
+            )
+
+    def _check_workers(self) -> None:
+        if self.workers == 1:
+            return
+        if self.snapshot_path is not None:
+            raise ValueError(
+                "SEQSERVE_SNAPSHOT_PATH needs SEQSERVE_WORKERS=1: with several workers the "
+                "sessions live in Redis, not in a snapshot file; for sessions that outlive a "
+                "restart use state_store=redis with a persistent Redis"
+            )
+        if self.grpc_port is not None:
+            raise ValueError(
+                "SEQSERVE_GRPC_PORT is served by one process only: use SEQSERVE_WORKERS=1 for "
+                "gRPC, or run replicas (docs/scaling.md)"
+            )
+        if "model_control_mode" in self.model_fields_set and self.model_control_mode == "explicit":
+            raise ValueError(
+                "SEQSERVE_MODEL_CONTROL_MODE=explicit with several workers would load a model on "
+                "whichever worker answers the call; use poll or none with SEQSERVE_WORKERS > 1"
             )
 
     def _check_grpc_tls(self) -> None:

@@ -47,7 +47,12 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": LEAVES | {"runtime", "state", "engine"},
     "app": LEAVES | {"runtime", "state", "engine", "api"},
-    "__main__": {"app", "connections", "drain", "errors", "settings", "settings_errors", "logs"},
+    "__main__": {"app", "connections", "drain", "errors", "settings", "settings_errors", "logs"}
+    | {"runtime", "supervisor"},  # the loaded models' type; --workers N hands over to supervisor
+    # --workers N: the supervisor, its private Redis, and each worker (the server of __main__)
+    "private_redis": set(),
+    "supervisor": {"private_redis", "settings", "state"},
+    "worker": {"__main__", "app", "drain", "logs", "settings", "settings_errors"},
 }
 
 
