@@ -215,8 +215,8 @@ def test_a_replica_keeping_fewer_answers_reads_no_more_than_its_depth(stores: St
     "older",
     [
         b"not a packed answer",
-        pack_replay(answer(0)) + pack_replay(answer(4)),  # a gap, then one that would join
-        pack_replay(answer(5)),  # overlaps the newest
+        pack_replay(answer(2)) + pack_replay(answer(4)),  # a gap, then one that would join
+        pack_replay(answer(5)),  # overlaps the newest (which starts at 6)
     ],
     ids=["garbage", "gap", "overlap"],
 )
@@ -230,10 +230,11 @@ def test_stale_older_answers_are_not_trusted_past_the_first_break(
         s = session()
         await store.create(s, LAYOUT, None)
         mine = await store.get(s.id)
-        await step(store, mine, 8, seed=1)
+        await step(store, mine, 6, seed=1)
+        await step(store, mine, 8, seed=2)
         raw = stores.raw()
         await raw.hset(stores.key(s.id), "older", older)
-        assert starts(await store.replies(await store.get(s.id))) == [0]
+        assert starts(await store.replies(await store.get(s.id))) == [6]
         await raw.aclose()
         await store.close()
 
