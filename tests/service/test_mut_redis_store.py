@@ -172,6 +172,7 @@ def test_listings_and_reads_follow_the_store_clock(stores: Stores, clock: FakeCl
         await store.create(s, LAYOUT, None)
         assert [x.id for x in await store.sessions_of("o")] == [s.id]
         clock.advance(60)  # exactly the deadline
+        assert await store.sessions_of("o") == []
         with pytest.raises(Gone, match="expired"):
             await store.get(s.id)
         clock.advance(0.0004)  # past it, within the same millisecond
