@@ -3,8 +3,10 @@ redis-server, sessions, state rows and answers."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,22 @@ class Stores:
     def __init__(self, url: str) -> None:
         self.url = url
         self.prefix = uuid.uuid4().hex[:8]
+        self._opened: list[RedisStateStore | Redis] = []
+
+    def run(self, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Runs the scenario, then closes every store and client it opened, failed or not
+        (a connection left open would surface as a warning in some later test)."""
+
+        async def go() -> None:
+            try:
+                await scenario()
+            finally:
+                for opened in self._opened:
+                    await (
+                        opened.close() if isinstance(opened, RedisStateStore) else opened.aclose()
+                    )
+
+        asyncio.run(go())
 
     def __call__(self, **kw: Any) -> RedisStateStore:
         options: dict[str, Any] = {
@@ -30,11 +48,15 @@ class Stores:
             "retry_after_s": 3,
             "tombstone_ttl_s": 60,
         }
-        return RedisStateStore(self.url, self.prefix, **{**options, **kw})
+        store = RedisStateStore(self.url, self.prefix, **{**options, **kw})
+        self._opened.append(store)
+        return store
 
     def raw(self) -> Redis:
         """A plain client, to look at (or damage) what the store wrote."""
-        return Redis.from_url(self.url)
+        client = Redis.from_url(self.url)
+        self._opened.append(client)
+        return client
 
     def key(self, session_id: str) -> str:
         """The hash of a session on one untagged shard (the single-Redis layout)."""

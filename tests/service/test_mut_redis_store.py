@@ -3,7 +3,6 @@ replicas, through the store's public methods (written for the mutation survivors
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,9 +34,8 @@ def test_an_unused_store_closes_and_a_standalone_redis_answers_ping(stores: Stor
         await stores().close()  # never opened: nothing to close
         store = stores()
         await store.ping()
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_writes_wait_for_replicas_only_where_asked(stores: Stores) -> None:
@@ -59,10 +57,8 @@ def test_writes_wait_for_replicas_only_where_asked(stores: Stores) -> None:
         await waiting.delete(s.id)
         with pytest.raises(NotFound):
             await plain.get(s.id)
-        await plain.close()
-        await waiting.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 @pytest.mark.parametrize("cap", ["sessions", "bytes"])
@@ -81,9 +77,8 @@ def test_fresh_sessions_fill_every_shard_before_a_429(stores: Stores, cap: str) 
         for s in made:
             assert (await store.get(s.id)).id == s.id
         assert store.stats()[0] == 8
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_chosen_ids_live_in_the_shard_their_id_names(stores: Stores) -> None:
@@ -106,10 +101,8 @@ def test_chosen_ids_live_in_the_shard_their_id_names(stores: Stores) -> None:
         await store.delete(by_shard[1][0])
         with pytest.raises(Overloaded):  # shard 0 is full; shard 1 has room, but not its own
             await store.create(session(by_shard[0][1]), LAYOUT, None)
-        await store.close()
-        await other.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_an_owner_index_lists_its_sessions_and_expires_with_them(stores: Stores) -> None:
@@ -129,10 +122,8 @@ def test_an_owner_index_lists_its_sessions_and_expires_with_them(stores: Stores)
         await raw.delete(stores.key(made[0].id))  # gone by itself (expired, evicted)
         assert len(await store.sessions_of("alice")) == 2
         assert await raw.zcard(index) == 2  # the listing dropped it from the index
-        await raw.aclose()
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_reused_id_is_not_listed_to_its_former_owner(stores: Stores) -> None:
@@ -145,10 +136,8 @@ def test_a_reused_id_is_not_listed_to_its_former_owner(stores: Stores) -> None:
             await store.create(session(sid, owner=later), LAYOUT, None)
             assert [s.id for s in await store.sessions_of(later)] == [sid]
         assert await store.sessions_of("m") == []
-        await raw.aclose()
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_listing_reads_past_its_first_batch(stores: Stores) -> None:
@@ -157,9 +146,8 @@ def test_a_listing_reads_past_its_first_batch(stores: Stores) -> None:
         for _ in range(501):
             await store.create(session(), LAYOUT, None)
         assert len(await store.sessions_of(None)) == 501
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_listings_and_reads_follow_the_store_clock(stores: Stores, clock: FakeClock) -> None:
@@ -180,9 +168,8 @@ def test_listings_and_reads_follow_the_store_clock(stores: Stores, clock: FakeCl
         assert await store.sessions_of(None) == []
         with pytest.raises(Gone, match="expired"):
             await store.get(s.id)
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_eviction_takes_only_sessions_idle_past_the_setting(
@@ -204,7 +191,5 @@ def test_eviction_takes_only_sessions_idle_past_the_setting(
         assert evicted == [1]
         with pytest.raises(Gone, match="evicted"):
             await quick.get(first.id)
-        for store in (never, keeps, quick):
-            await store.close()
 
-    asyncio.run(go())
+    stores.run(go)

@@ -4,7 +4,6 @@ reports, the window of stored answers and sweeping, through the store's public m
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,10 +65,8 @@ def test_load_takes_the_row_get_read_only_at_the_step_it_was_read_at(stores: Sto
         assert same_rows(await a.load([again], LAYOUT), rows(1, 4))
         plain = Session(s.id, "m", "1", None, 4, s.created_at, s.last_used, 60, 600)
         assert same_rows(await a.load([plain], LAYOUT), rows(1, 4))
-        await a.close()
-        await b.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_lone_vanished_row_is_its_404_and_in_a_batch_zeros(stores: Stores) -> None:
@@ -85,9 +82,8 @@ def test_a_lone_vanished_row_is_its_404_and_in_a_batch_zeros(stores: Stores) -> 
         both = await store.load(plain, LAYOUT)
         assert same_rows(both.take(0), LAYOUT.zeros(1))
         assert same_rows(both.take(1), rows(1, 2))
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_session_saved_again_without_a_new_read_commits_each_time(stores: Stores) -> None:
@@ -100,9 +96,8 @@ def test_a_session_saved_again_without_a_new_read_commits_each_time(stores: Stor
             await step(store, mine, 2 * n, seed=n)
         assert (await store.get(s.id)).step == 8
         assert same_rows(await store.load([mine], LAYOUT), rows(1, 4))
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_reset_and_restep_behind_a_committed_save_is_a_conflict(stores: Stores) -> None:
@@ -119,10 +114,8 @@ def test_a_reset_and_restep_behind_a_committed_save_is_a_conflict(stores: Stores
         mine.step, mine.replay = 4, answer(2)
         [error] = await a.save([mine], LAYOUT, rows(1, 3), [2])
         assert isinstance(error, StepConflict)
-        await a.close()
-        await b.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_save_at_the_current_step_commits_whatever_step_it_was_read_at(
@@ -147,10 +140,8 @@ def test_a_save_at_the_current_step_commits_whatever_step_it_was_read_at(
         late.step, late.replay = 2, answer(1, 1)
         assert await a.save([late], LAYOUT, rows(1, 6), [1]) == [None]
         assert (await a.get(s.id)).step == 2
-        await a.close()
-        await b.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_saving_a_deleted_session_is_404_not_410(stores: Stores) -> None:
@@ -161,13 +152,11 @@ def test_saving_a_deleted_session_is_404_not_410(stores: Stores) -> None:
         mine = await store.get(s.id)
         other = stores()
         await other.delete(s.id)
-        await other.close()
         mine.step = 1
         [error] = await store.save([mine], LAYOUT, rows(1), [0])
         assert isinstance(error, NotFound)
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
@@ -188,10 +177,8 @@ def test_the_window_keeps_depth_answers(stores: Stores, depth: int) -> None:
         mine.last_used += 1  # saved again with the same answer: the window is unchanged
         assert await store.save([mine], LAYOUT, rows(1, 4), [8]) == [None]
         assert starts(await store.replies(await store.get(s.id))) == expected
-        await raw.aclose()
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_replica_keeping_fewer_answers_reads_no_more_than_its_depth(stores: Stores) -> None:
@@ -205,10 +192,8 @@ def test_a_replica_keeping_fewer_answers_reads_no_more_than_its_depth(stores: St
         assert starts(await shallow.replies(await shallow.get(s.id))) == [6, 4]
         plain = Session(s.id, "m", "1", None, 8, 0.0, 0.0, 60, 600, answer(6))
         assert starts(await shallow.replies(plain)) == [6]
-        await deep.close()
-        await shallow.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 @pytest.mark.parametrize(
@@ -235,10 +220,8 @@ def test_stale_older_answers_are_not_trusted_past_the_first_break(
         raw = stores.raw()
         await raw.hset(stores.key(s.id), "older", older)
         assert starts(await store.replies(await store.get(s.id))) == [6]
-        await raw.aclose()
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
 
 
 def test_a_sweep_takes_every_expired_session_in_batches(stores: Stores, clock: FakeClock) -> None:
@@ -263,6 +246,5 @@ def test_a_sweep_takes_every_expired_session_in_batches(stores: Stores, clock: F
         assert store.stats() == (1, big.nbytes)
         assert await store.sweep() == 0
         assert (await store.get(live.id)).id == live.id
-        await store.close()
 
-    asyncio.run(go())
+    stores.run(go)
