@@ -80,11 +80,14 @@ POOL = [
     "tests/service",
     "tests/e2e/replicas/test_redis_store.py",
     "tests/e2e/replicas/test_store_contract.py",
+    "tests/e2e/cluster/test_cluster_store.py",  # in-process store on a real cluster
+    "tests/e2e/cluster/test_mut_route.py",
 ]
 # A line that only runs at import time (a module constant, a class attribute) is covered by no
 # test in particular: its mutants run the module's own selection (mutation.sh's lists).
 _REDIS = ["tests/e2e/replicas/test_redis_store.py", "tests/e2e/replicas/test_store_contract.py"]
 _REDIS += ["tests/service/test_redis_extra.py", "tests/service/test_redis_keys.py"]
+_REDIS += ["tests/e2e/cluster/test_cluster_store.py", "tests/e2e/cluster/test_mut_route.py"]
 FALLBACK = {
     "service/batching/assemble.py": [
         "tests/service/test_units.py",
