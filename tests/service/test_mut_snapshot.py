@@ -72,9 +72,8 @@ def test_a_snapshot_that_cannot_be_read_stops_the_start_and_says_so(
     unreadable.mkdir()  # exists, but reading it is an OSError
     for path, error in ((corrupt, SnapshotError), (unreadable, OSError)):
         caplog.clear()
-        with caplog.at_level(logging.ERROR, "seqserve.snapshot"):
-            with pytest.raises(error), _app(repo, path):
-                pass
+        with caplog.at_level(logging.ERROR, "seqserve.snapshot"), pytest.raises(error):
+            _app(repo, path).__enter__()
         assert "refusing to start" in caplog.text
         assert "move the file aside" in caplog.text
     assert corrupt.read_bytes() == MAGIC + b"\0" * 64  # left for the operator
@@ -84,9 +83,8 @@ def test_a_snapshot_that_cannot_be_written_does_not_break_the_shutdown(
     repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "missing-dir" / "sessions.snap"
-    with caplog.at_level(logging.ERROR, "seqserve.snapshot"):
-        with _app(repo, path) as client:
-            assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 201
+    with caplog.at_level(logging.ERROR, "seqserve.snapshot"), _app(repo, path) as client:
+        assert client.post("/v1/sessions", json={"model": "diffed"}).status_code == 201
     assert "could not write the snapshot" in caplog.text
     assert not path.exists()
 

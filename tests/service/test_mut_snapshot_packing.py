@@ -37,7 +37,7 @@ def _same(a: list[Replay], b: list[Replay]) -> None:
 
 def test_a_state_of_another_layout_is_not_packed_into_short_rows() -> None:
     one_tensor = StateRows([np.ones((2, 1, 2), np.float32)], np.ones((2, 2)), np.ones((2, 2)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="zip"):  # the zip over the layout's parts, strict
         pack_rows(one_tensor, LAYOUT)
 
 
