@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
-from seqserve.service.errors import Gone, NotFound, Overloaded
+from seqserve.service.errors import Gone, NotFound, Overloaded, StepConflict
 from seqserve.service.runtime.layout import Layout
 from seqserve.service.state.redis_keys import Shards
 from seqserve.service.state.redis_store import RedisStateStore
@@ -166,5 +166,26 @@ def test_ids_that_look_server_issued_answer_by_their_epoch(redis_url: str) -> No
             for sid in never:
                 with pytest.raises(NotFound):
                     await store.get(sid)
+
+    asyncio.run(go())
+
+
+def test_a_commit_answers_ok_a_conflict_with_the_step_and_a_deleted_session_404(
+    redis_url: str,
+) -> None:
+    async def go() -> None:
+        async with opened(redis_url, 1, 100, 1 << 20) as store:
+            s = session()
+            await store.create(s, TINY, None)
+            first, stale = await store.get(s.id), await store.get(s.id)
+            first.step = stale.step = 3
+            assert await store.save([first], TINY, TINY.zeros(1), [0]) == [None]
+            [conflict] = await store.save([stale], TINY, TINY.zeros(1), [0])
+            assert isinstance(conflict, StepConflict)
+            assert conflict.extra["current_step"] == 3
+            await store.delete(s.id)
+            first.step = 4
+            [ended] = await store.save([first], TINY, TINY.zeros(1), [3])
+            assert type(ended) is NotFound  # deleted: no tombstone, this epoch
 
     asyncio.run(go())

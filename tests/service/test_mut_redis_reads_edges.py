@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.exceptions import ResponseError
 from seqserve.service.errors import StoreFull, StoreReadOnly, Unavailable
 from seqserve.service.runtime.layout import Layout
+from seqserve.service.state.redis_keys import Shards
 from seqserve.service.state.redis_store import RedisStateStore
 from seqserve.service.state.store import Session
 
@@ -177,5 +179,27 @@ def test_a_cluster_is_ready_while_its_masters_take_writes(cluster: RedisClusterN
             await store.create(made, LAYOUT, None)
             assert (await store.get(made.id)).id == made.id
             await store.ping()
+
+    asyncio.run(go())
+
+
+def test_a_script_error_on_a_cluster_is_not_mistaken_for_a_failover(
+    cluster: RedisClusterNodes,
+) -> None:
+    """A script failing on a key of the wrong type (something else wrote there) surfaces as
+    that error, not as a moved slot resent three times and then reported as a failover."""
+    prefix = uuid.uuid4().hex[:8]
+    key = f"{Shards(prefix, 32, tagged=True).base('clash')}:s:clash"  # 32: a cluster's default
+    with redis.Redis(port=cluster.serving(key)[0]) as master:
+        master.set(key, "not a hash")
+
+    async def go() -> None:
+        store = RedisStateStore(cluster.url, prefix, 100, 1 << 20, 3, 60)
+        try:
+            clash = Session("clash", "m", "1", None, 0, time.time(), time.time(), 60, 600)
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await store.create(clash, LAYOUT, None)
+        finally:
+            await store.close()
 
     asyncio.run(go())
