@@ -132,13 +132,12 @@ def test_an_empty_shard_whose_byte_share_one_session_fills_takes_it(redis_url: s
 
     async def go() -> None:
         for room in range(count):
-            async with opened(redis_url, count, 100, TINY.nbytes * count) as store:
-                await fill(store, count, {1 - room: (1, TINY)})
-                for _ in range(ROUNDS):
-                    placed = await fresh_lands_in(store, count, room, TINY)
+            for _ in range(ROUNDS):  # a new store each time: a shard that never held a session
+                async with opened(redis_url, count, 100, TINY.nbytes * count) as store:
+                    await fill(store, count, {1 - room: (1, TINY)})
+                    await fresh_lands_in(store, count, room, TINY)
                     with pytest.raises(Overloaded):
                         await store.create(session(), TINY, None)
-                    await store.delete(placed)
 
     asyncio.run(go())
 
