@@ -565,18 +565,23 @@ def select_tests(mutant: Mutant, source: str, cov: dict[str, Any]) -> tuple[list
     passed = {t for t, v in cov["tests"].items() if v[0] == "passed"}
     chosen = {t for c in candidates for t in covered.get(str(c), ())}
     how = "coverage"
-    if not chosen and candidates & set(cov["import"].get(mutant.module, ())):
-        # executed at import time only: a def's header (default, decorator) shows in the
-        # tests of its body; anything else in the module's own selection
-        for top, body, end, _ in sorted(enclosing_functions(source), key=lambda f: -f[3]):
+    functions = sorted(enclosing_functions(source), key=lambda f: -f[3])
+    outside = all(not any(b <= c <= e for _, b, e, _ in functions) for c in candidates)
+    if outside or candidates & set(cov["import"].get(mutant.module, ())):
+        # executed at import time: coverage credits the line to whichever test imported the
+        # module first, so add the tests that use it: a def's header (default, decorator)
+        # shows in the tests of its body; anything else in the module's own selection
+        found: set[str] = set()
+        for top, body, end, _ in functions:
             if top <= mutant.line < body:
-                chosen = {t for n in range(body, end + 1) for t in covered.get(str(n), ())}
+                found = {t for n in range(body, end + 1) for t in covered.get(str(n), ())}
                 how = "def header"
                 break
-        if not chosen:
+        if not found:
             prefixes = tuple(FALLBACK.get(mutant.module, POOL))
-            chosen = {t for t in passed if t.startswith(prefixes)}
+            found = {t for t in passed if t.startswith(prefixes)}
             how = "import time"
+        chosen |= found
     chosen &= passed
     by_file: dict[str, list[str]] = defaultdict(list)
     for test in chosen:
