@@ -148,7 +148,7 @@ def main() -> int:
     args = parse_args()
     if args.summarize:
         reports = [json.loads(Path(p).read_text()) for p in args.summarize]
-        rows = [m for r in reports for m in r["mutants"]]
+        rows = merge_rows([m for r in reports for m in r["mutants"]])
         print_summary(rows)
         meta = {**reports[0]["meta"], "shard": f"merged from {len(reports)} reports"}
         meta["seconds"] = max(r["meta"]["seconds"] for r in reports)  # shards run side by side
@@ -218,7 +218,12 @@ def parse_args() -> argparse.Namespace:
     add("--report", default=str(OUT / "report.json"))
     add("--markdown", help="also write the summary as Markdown to this file (- for stdout)")
     add("--fresh-coverage", action="store_true", help="ignore the cached coverage map")
-    add("--summarize", nargs="+", metavar="REPORT", help="merge and print reports, run nothing")
+    add(
+        "--summarize",
+        nargs="+",
+        metavar="REPORT",
+        help="merge shards or re-runs (a kill in any stands) and print, run nothing",
+    )
     return parser.parse_args()
 
 
@@ -680,6 +685,21 @@ def rate(counts: Counter[str]) -> tuple[int, int, float]:
     killed = counts["killed"] + counts["timeout"]
     judged = killed + counts["survived"] + counts["not-covered"]
     return killed, judged, 100.0 * killed / judged if judged else 0.0
+
+
+def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per mutant: shards hold disjoint ids; a later run that judged a mutant (it has
+    more tests) replaces an earlier row, except that a kill in any run stands."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        old = best.get(row["id"])
+        kept = old is not None and (old["outcome"] in KILLED or row["outcome"] in UNJUDGED)
+        if not kept:
+            best[row["id"]] = row
+    return list(best.values())
+
+
+KILLED, UNJUDGED = ("killed", "timeout"), ("error", "not-run")
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:

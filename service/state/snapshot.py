@@ -133,7 +133,7 @@ def _parse(
             session = Session(**{f: entry[f] for f in _FIELDS})
             session.replay = unpack_replay(replay) if replay else None
             out.append((session, layout, unpack_rows([row], layout), unpack_replies(older)))
-    except (KeyError, TypeError, ValueError, PackingError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, PackingError) as exc:
         raise SnapshotError(f"malformed snapshot contents ({exc!r})") from exc
     if at != len(body):
         raise SnapshotError("the snapshot's sizes disagree with its contents")

@@ -232,8 +232,13 @@ def _last_older_plus(n: int) -> Any:
         (lambda p: _edited(p, _first_reply_size(3)), "malformed"),
         (lambda p: _edited(p, lambda h, b: (h, b + b"\0" * 8)), "sizes disagree"),
         (lambda p: _edited(p, _last_older_plus(10)), "sizes disagree"),
+        (lambda p: _edited(p, lambda h, b: ({**h, "models": []}, b)), "malformed"),
+        (lambda p: _edited(p, lambda h, b: ({**h, "sessions": [[]]}, b)), "malformed"),
     ],
-    ids=["not-json", "no-sessions", "session-not-a-dict", "bad-reply", "trailing", "short"],
+    ids=[
+        *("not-json", "no-sessions", "session-not-a-dict", "bad-reply", "trailing", "short"),
+        *("models-not-a-dict", "session-a-list"),
+    ],
 )
 def test_a_sealed_but_malformed_snapshot_is_refused_whole(
     registry: Registry, tmp_path: Path, data: Any, match: str
