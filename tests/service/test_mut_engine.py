@@ -210,3 +210,34 @@ def test_an_expired_sequence_can_be_started_again(
     again = _infer(client, [0.1, 0.2, 0.3], {}, sequence_id="old", sequence_start=True)
     assert again["outputs"] == first["outputs"]
     assert again["parameters"]["sequence_step"] == 1
+
+
+def test_a_request_may_carry_exactly_the_timestep_limit(make_client: MakeClient) -> None:
+    client = make_client(limits={"max_steps_per_request": 5})
+    sid = new_session(client)["id"]
+    for n, status in ((5, 200), (6, 422)):
+        answer = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": co2_like(n).tolist()})
+        assert answer.status_code == status, (n, answer.text)
+    assert client.get(f"/v1/sessions/{sid}").json()["step"] == 5  # the refused one changed nothing
+
+
+def test_inputs_exactly_at_the_models_bound_are_accepted(make_client: MakeClient) -> None:
+    client = make_client()
+    sid = new_session(client)["id"]
+    refused = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[1e300]]})
+    assert refused.status_code == 422, refused.text
+    bound = refused.json()["max_abs"]
+    for value, status in ((bound, 200), (-bound, 200), (float(np.nextafter(bound, np.inf)), 422)):
+        answer = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[value]]})
+        assert answer.status_code == status, (value, answer.text)
+
+
+def test_the_output_cap_counts_every_output_of_a_forecast(make_client: MakeClient) -> None:
+    """multi predicts its 3 features: a horizon of 2 is 6 values, of 3 is 9."""
+    client = make_client(limits={"max_horizon": 8, "max_output_values": 6})
+    sid = str(client.post("/v1/sessions", json={"model": "multi"}).json()["id"])
+    stepped = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[0.5, 1.0, 2.0]] * 3})
+    assert stepped.status_code == 200, stepped.text
+    for horizon, status in ((2, 200), (3, 422)):
+        answer = client.post(f"/v1/sessions/{sid}/forecast", json={"horizon": horizon})
+        assert answer.status_code == status, (horizon, answer.text)

@@ -70,10 +70,14 @@ async def _commit(store: MemoryStateStore, s: Session, value: float = 1.0) -> No
         ({"sid": "s"}, {"sid": "s", "created_at": 1001.0}),
         ({"sid": "s"}, {"sid": "s", "created_at": 999.0}),  # the wall clock stepped back
         ({"sid": "s", "model": ("m", "2")}, {"sid": "s", "model": ("m", "1")}),
+        ({"sid": "s", "model": ("m", "1")}, {"sid": "s", "model": ("m", "2")}),
         ({"sid": "b"}, {"sid": "a"}),
         ({"sid": "a"}, {"sid": "b"}),
     ],
-    ids=["generated", "same-name-later", "same-name-earlier", "other-version", "b-a", "a-b"],
+    ids=[
+        *("generated", "same-name-later", "same-name-earlier"),
+        *("older-version", "newer-version", "b-a", "a-b"),
+    ],
 )
 def test_a_slot_taken_by_a_new_session_never_acts_as_the_old_one(
     old: dict[str, Any], new: dict[str, Any]
