@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from seqserve.service.api.context import app_context
+from seqserve.service.app import create_app
 from seqserve.service.runtime.layout import MAX_STEP
+from seqserve.service.settings import Settings
 
 from tests.service.clock import FakeClock
 from tests.service.conftest import MakeClient, co2_like, new_session, step
@@ -241,3 +244,24 @@ def test_the_output_cap_counts_every_output_of_a_forecast(make_client: MakeClien
     for horizon, status in ((2, 200), (3, 422)):
         answer = client.post(f"/v1/sessions/{sid}/forecast", json={"horizon": horizon})
         assert answer.status_code == status, (horizon, answer.text)
+
+
+def test_an_unloaded_version_stops_its_batcher_and_a_shutdown_stops_the_rest(repo: Path) -> None:
+    """No batcher task outlives its version, nor the app."""
+    with TestClient(create_app(Settings(model_repository=repo))) as client:
+        engine = app_context(client.app).engine  # type: ignore[arg-type]
+        for model in ("diffed", "multi"):
+            sid = new_session(client, model)["id"]
+            width = 1 if model == "diffed" else 3
+            answer = client.post(f"/v1/sessions/{sid}/steps", json={"inputs": [[0.5] * width]})
+            assert answer.status_code == 200, answer.text
+        batchers = dict(engine._batchers)
+        (diffed,) = (key for key in batchers if key[0] == "diffed")
+        answer = client.post("/v1/models/diffed/unload", json={"version": diffed[1]})
+        assert answer.status_code == 200, answer.text
+        assert diffed not in engine._batchers
+        stopped = batchers.pop(diffed)._task
+        assert stopped is not None
+        assert stopped.done()
+        assert [b._task is not None and not b._task.done() for b in batchers.values()] == [True]
+    assert all(b._task is not None and b._task.done() for b in batchers.values())
