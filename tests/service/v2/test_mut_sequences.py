@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from seqserve.service.api.v2.sequences import session_id
+from seqserve.service.api.context import app_context
+from seqserve.service.api.v2.errors import V2Error
+from seqserve.service.api.v2.sequences import Sequence, locate, session_id, step
 from seqserve.service.runtime.layout import MAX_STEP
 
 from tests.service.clock import FakeClock
@@ -79,3 +82,27 @@ def test_derived_session_ids_are_stable_across_releases() -> None:
     same session for a running sequence."""
     assert session_id(None, "multi", 7) == "v2-5ab6b6f674d3615529fa2fd196d6e717"
     assert session_id("k", "multi", "7") == "v2-802b8ecedb634b3f7f20cf5e6466bc01"
+
+
+@pytest.mark.parametrize("ended", ["deleted", "expired"])  # the store answers 404 / 410
+def test_a_sequence_ended_between_locate_and_step_answers_not_started(
+    make_client: MakeClient, clock: FakeClock, ended: str
+) -> None:
+    """Another request's END (or the idle TTL) lands after this request found the sequence
+    and before it steps: the answer is Triton's 'must specify the START flag', as for any
+    ended sequence."""
+    client = make_client(sessions={"idle_ttl_s": 30})
+    assert _infer(client, sequence_id=7, sequence_start=True).status_code == 200
+    engine = app_context(client.app).engine  # type: ignore[arg-type]
+    seq = Sequence(7, start=False, end=False)
+
+    async def raced() -> None:
+        sid, model = await locate(engine, None, engine.registry.get("multi", None), None, seq)
+        if ended == "deleted":
+            await engine.delete(sid, None)
+        else:
+            clock.advance(31)
+        with pytest.raises(V2Error, match="must specify the START flag"):
+            await step(engine, None, sid, model, seq, np.full((1, 3), 0.25))
+
+    client.portal.call(raced)
