@@ -52,13 +52,21 @@ def load_or_explain(settings: Settings) -> Registry | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def configure_or_explain() -> Settings | None:
+    """The settings, logging set up by them, or None after printing why they are refused."""
     try:
         settings = Settings()
     except ValidationError as exc:
         print(settings_errors.describe(exc), file=sys.stderr)
-        return 2
+        return None
     logs.configure(settings.log_level, settings.log_json)
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = configure_or_explain()
+    if settings is None:
+        return 2
     if settings.workers > 1:  # a supervisor over N worker processes (service/worker.py)
         from seqserve.service.supervisor import supervise
 

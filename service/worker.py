@@ -9,12 +9,9 @@ import signal
 import socket
 import sys
 
-from pydantic import ValidationError
-from seqserve.service import logs, settings_errors
-from seqserve.service.__main__ import load_or_explain, uvicorn_config
+from seqserve.service.__main__ import configure_or_explain, load_or_explain, uvicorn_config
 from seqserve.service.app import begin_drain, create_app
 from seqserve.service.drain import DrainingServer
-from seqserve.service.settings import Settings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 WORKER_HEADER = b"seqserve-worker"
@@ -57,12 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="the inherited listening socket")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(settings_errors.describe(exc), file=sys.stderr)
+    settings = configure_or_explain()
+    if settings is None:
         return 2
-    logs.configure(settings.log_level, settings.log_json)
     models = load_or_explain(settings)
     if models is None:
         return 2
