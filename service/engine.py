@@ -29,6 +29,7 @@ from seqserve.service.errors import (
     NotFound,
     StepConflict,
     Unavailable,
+    VersionMoved,
 )
 from seqserve.service.heavy_gate import HeavyGate
 from seqserve.service.metrics import Metrics
@@ -227,14 +228,23 @@ class Engine:
         return await self.store.sessions_of(owner, limit)
 
     async def step(
-        self, session_id: str, owner: str | None, raw: Array, expected: int | None
+        self,
+        session_id: str,
+        owner: str | None,
+        raw: Array,
+        expected: int | None,
+        version: str | None = None,
     ) -> StepResult:
+        """Step the session by raw [T, F]; `version`, if given, is the model version the caller
+        checked the request against: a session on another raises VersionMoved, unchanged."""
         await self._locks.acquire(session_id)
         handed_over = False
         try:
             # one read, under the lock: with Redis each read is a round trip
             session = await self.get_session(session_id, owner)
             model = self.session_model(session)
+            if version is not None and model.manifest.version != version:
+                raise VersionMoved(model)
             raw = check_steps(model, raw, self.settings.limits.max_steps_per_request)
             digest = _digest(raw)
             if expected is not None and expected != session.step:

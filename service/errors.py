@@ -55,6 +55,15 @@ class Gone(SeqServeError):
     status, title, slug = 410, "Session gone", "session-gone"
 
 
+class VersionMoved(Exception):
+    """Not an answer: the session runs another model version than the caller checked its
+    request against; raised before anything changes, so the caller can check again."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(f"the session runs version {model.manifest.version}")
+        self.model = model  # the session's LoadedModel
+
+
 class VersionUnloaded(Gone):
     """The session's model version was unloaded from this server (its state is kept)."""
 

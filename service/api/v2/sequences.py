@@ -12,6 +12,7 @@ engine as v1's `step` does: a resent last request is replayed, a mismatch is a 4
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from seqserve.service.api.v2.errors import V2Error
 from seqserve.service.engine import Engine
-from seqserve.service.errors import Gone, NotFound, StepConflict
+from seqserve.service.errors import Gone, NotFound, StepConflict, VersionUnloaded
 from seqserve.service.runtime.layout import MAX_STEP
 from seqserve.service.runtime.registry import LoadedModel
 
@@ -74,6 +75,7 @@ def _flag(params: dict[str, Any], key: str) -> bool:
     return value
 
 
+@functools.lru_cache(maxsize=65536, typed=True)  # a pure function of its arguments, on every step
 def session_id(owner: str | None, model: str, seq_id: int | str) -> str:
     digest = hashlib.blake2b(digest_size=16, person=b"seqserve-v2-seq")
     tagged = f"u{seq_id}" if isinstance(seq_id, int) else f"s{seq_id}"
@@ -90,40 +92,20 @@ def _no_start(seq: Sequence, model: str) -> V2Error:
     )
 
 
-async def locate(
-    engine: Engine, owner: str | None, model: LoadedModel, pinned: str | None, seq: Sequence
-) -> tuple[str, LoadedModel]:
-    """The session id and model version a sequence request runs on; nothing changes yet.
-
-    `model` is what the URL resolved to; `pinned` the version the URL named, if any. A
-    running sequence keeps the version it started on.
-    """
-    name = model.manifest.name
-    sid = session_id(owner, name, seq.id)
-    if seq.start:
-        return sid, model
-    try:
-        session = await engine.get_session(sid, owner)
-    except (NotFound, Gone):
-        raise _no_start(seq, name) from None
-    if pinned is not None and pinned != session.version:
-        raise V2Error(
-            f"sequence {seq.id} of model '{name}' runs on version {session.version}, not {pinned}"
-        )
-    return sid, engine.session_model(session)
-
-
 async def step(
     engine: Engine, owner: str | None, sid: str, model: LoadedModel, seq: Sequence, raw: Array
 ) -> tuple[Array, int, bool]:
-    """Feed raw [T, F] to the sequence: its outputs [T, O] in dataset units, its step after
-    the request, and whether the answer is the stored one of a resent request."""
+    """Feed raw [T, F] (checked against `model`) to the sequence: its outputs [T, O] in dataset
+    units, its step after the request, and whether the answer is the stored one of a resent
+    request. A running sequence on another version raises VersionMoved, nothing changed."""
     m = model.manifest
     if seq.start:
         await engine.restart_session(sid, owner, m.name, m.version)
-    try:
-        result = await engine.step(sid, owner, raw, seq.step)
-    except (NotFound, Gone):  # expired or ended by another request meanwhile
+    try:  # a START's session is on `model` by construction: no version to check
+        result = await engine.step(sid, owner, raw, seq.step, None if seq.start else m.version)
+    except VersionUnloaded:
+        raise
+    except (NotFound, Gone):  # never started, ended or expired
         raise _no_start(seq, m.name) from None
     except StepConflict as e:
         current = e.extra["current_step"]

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from seqserve.service.api.context import app_context
 from seqserve.service.api.v2.errors import V2Error
-from seqserve.service.api.v2.sequences import Sequence, locate, session_id, step
+from seqserve.service.api.v2.sequences import Sequence, session_id, step
 from seqserve.service.runtime.layout import MAX_STEP
 
 from tests.service.clock import FakeClock
@@ -85,7 +85,7 @@ def test_derived_session_ids_are_stable_across_releases() -> None:
 
 
 @pytest.mark.parametrize("ended", ["deleted", "expired"])  # the store answers 404 / 410
-def test_a_sequence_ended_between_locate_and_step_answers_not_started(
+def test_a_sequence_ended_before_its_step_answers_not_started(
     make_client: MakeClient, clock: FakeClock, ended: str
 ) -> None:
     """Another request's END (or the idle TTL) lands after this request found the sequence
@@ -97,7 +97,7 @@ def test_a_sequence_ended_between_locate_and_step_answers_not_started(
     seq = Sequence(7, start=False, end=False)
 
     async def raced() -> None:
-        sid, model = await locate(engine, None, engine.registry.get("multi", None), None, seq)
+        sid, model = session_id(None, "multi", 7), engine.registry.get("multi", None)
         if ended == "deleted":
             await engine.delete(sid, None)
         else:

@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from seqserve.service.api.context import app_context
 
 from tests.service.conftest import co2_like
 from tests.service.expected import Expected
@@ -47,3 +48,16 @@ def test_a_url_version_other_than_the_pinned_one_is_refused(v2: TestClient, repo
     want = Expected(repo / "diffed" / "1").run(raw)[0]
     np.testing.assert_allclose(np.concatenate(got), want, atol=1e-5)
     assert not np.allclose(want, Expected(repo / "diffed" / "2").run(raw)[0], atol=1e-3)
+
+
+def test_a_sequence_whose_version_was_unloaded_says_so(v2: TestClient) -> None:
+    """Not Triton's 'must specify the START flag': the sequence exists, its version went."""
+    raw = co2_like(2, seed=22)
+    assert _infer(v2, "/v2/models/diffed/versions/1/infer", raw[:1], sequence_start=True)
+    engine = app_context(v2.app).engine  # type: ignore[arg-type]
+    engine.registry.remove("diffed", "1")
+    for url in ("/v2/models/diffed/infer", "/v2/models/diffed/versions/2/infer"):
+        answer = _infer(v2, url, raw[1:])
+        assert answer.status_code == 400, answer.text
+        assert "version 1 " in answer.json()["error"], answer.text
+        assert "START" not in answer.json()["error"]
