@@ -58,8 +58,10 @@ class Layer:
 
 @dataclass(frozen=True)
 class LinearBranch:
-    """`s[t] = alpha * (x[t] W' + s[t-1] R' + bias) + beta`, read out as `s[t] z + z0` and
-    added to the head's output; its state is the graph input `state_input`, `[1, B, S]`."""
+    """`s[t] = alpha * (x[t] W' + s[t-1] R' + bias) + beta`, read out as `r = s[t] z + z0` and
+    added to the head's output h (`y = h + r`), or, with a gate, blended with it by a weight
+    the state carries: `y = h + (s[t] . gate) * (r - h)`. Its state is the graph input
+    `state_input`, `[1, B, S]`."""
 
     w: np.ndarray  # [S, I]
     r: np.ndarray  # [S, S]
@@ -68,6 +70,7 @@ class LinearBranch:
     beta: float
     z: np.ndarray  # [S, O]
     z0: np.ndarray  # [O]
+    gate: np.ndarray | None  # [S]: with it, y = head + (s . gate) * (readout - head)
     state_input: str
 
     @property
@@ -233,10 +236,8 @@ class GraphReader:
         size = r.shape[0]
         b = self.weight(node, 3, "B")[0] if len(node.input) > 3 and node.input[3] else None
         bias = np.zeros(size) if b is None else b[:size] + b[size:]
-        z, z0, out = self.affine_after(node.output[0], size)
-        join = self.consumers.get(head_out, [])
-        if len(join) != 1 or join[0].op_type != "Add" or set(join[0].input) != {head_out, out}:
-            raise UnsupportedGraph(f"the RNN's readout {out!r} is not added to the head's output")
+        readouts = [self.affine_node(n, size) for n in self.users_after(node.output[0])]
+        z, z0, gate = self.join(readouts, head_out)
         return LinearBranch(
             w=w,
             r=r,
@@ -245,8 +246,41 @@ class GraphReader:
             beta=float(attrs.get("activation_beta", [0.0])[0]),
             z=z,
             z0=z0,
+            gate=gate,
             state_input=state,
         )
+
+    def join(
+        self, readouts: list[tuple[np.ndarray, np.ndarray, str]], head_out: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """How the branch's readouts meet the head's output `h`: `Add(h, r)` (one readout), or
+        `Add(h, Mul(g, Sub(r, h)))` (a readout r and a gate g, each a MatMul of the state)."""
+        users = {n.op_type: n for n in self.consumers.get(head_out, [])}
+        if len(readouts) == 1:
+            z, z0, out = readouts[0]
+            add = users.get("Add")
+            if len(users) != 1 or add is None or set(add.input) != {head_out, out}:
+                raise UnsupportedGraph(
+                    f"the RNN's readout {out!r} is not added to the head's output"
+                )
+            return z, z0, None
+        sub, add = users.get("Sub"), users.get("Add")
+        if len(readouts) != 2 or len(users) != 2 or sub is None or add is None:
+            raise UnsupportedGraph("the RNN's readouts do not meet the head as Add or gated Add")
+        if list(sub.input)[1] != head_out:
+            raise UnsupportedGraph("the gated readout must be Sub(readout, head)")
+        by_out = {out: (w, b) for w, b, out in readouts}
+        (z, z0), gate_out = by_out.get(sub.input[0], (None, None)), None
+        mul = self.consumers.get(sub.output[0], [])
+        if z is None or len(mul) != 1 or mul[0].op_type != "Mul":
+            raise UnsupportedGraph("the gated readout is not Mul(gate, Sub(readout, head))")
+        gate_out = next((i for i in mul[0].input if i != sub.output[0]), "")
+        if gate_out not in by_out or gate_out == sub.input[0]:
+            raise UnsupportedGraph("the gate is not a MatMul of the RNN's state")
+        g, g0 = by_out[gate_out]
+        if g.shape[1] != 1 or np.any(g0 != 0) or set(add.input) != {head_out, mul[0].output[0]}:
+            raise UnsupportedGraph("the gate must be one bias-free channel, added to the head")
+        return z, z0, g[:, 0]
 
     def head(self, last: onnx.NodeProto, hidden: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The affine map after the last recurrent node's `Y` (weights, bias, output name)."""
@@ -254,15 +288,21 @@ class GraphReader:
 
     def affine_after(self, name: str, hidden: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The MatMul (+ Add) or Gemm after a recurrent node's output (through pass-throughs)."""
+        users = self.users_after(name)
+        if len(users) != 1:
+            raise UnsupportedGraph(f"recurrent output {name!r} has {len(users)} consumers")
+        return self.affine_node(users[0], hidden)
+
+    def users_after(self, name: str) -> list[onnx.NodeProto]:
+        """The consumers of a tensor, past a chain of single-consumer pass-through ops."""
         while True:
             users = self.consumers.get(name, [])
-            if len(users) != 1:
-                raise UnsupportedGraph(f"recurrent output {name!r} has {len(users)} consumers")
-            node = users[0]
-            if node.op_type in _PASSTHROUGH:
-                name = node.output[0]
-                continue
-            break
+            if len(users) != 1 or users[0].op_type not in _PASSTHROUGH:
+                return users
+            name = users[0].output[0]
+
+    def affine_node(self, node: onnx.NodeProto, hidden: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """A MatMul (+ Add of a constant) or Gemm: its weight, bias and output name."""
         out = node.output[0]
         if node.op_type == "Gemm":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}

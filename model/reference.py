@@ -20,7 +20,8 @@ Stacked layers are consecutive recurrent nodes; the head is the MatMul (+ Add) o
 follows the last one. A graph may also carry a linear recurrence beside them (an ONNX `RNN`
 node with the identity `Affine` activation, e.g. the structural filter of `model.structural`):
 
-    s = alpha * (x W' + s R' + Wb + Rb) + beta,   y += s z + z0
+    s = alpha * (x W' + s R' + Wb + Rb) + beta,   r = s z + z0
+    y = head + r,  or with a gate:  y = head + (s . gate) * (r - head)
 
 its state is one more state input, after the cell's.
 """
@@ -87,15 +88,19 @@ def gru_layer(layer: Layer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, n
 
 def linear_branch(
     branch: LinearBranch, x: np.ndarray, s: np.ndarray, dtype: type[np.floating]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the linear recurrence over `x[B,T,I]` from `s[B,S]`; returns `(readout[B,T,O], s)`."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the linear recurrence over `x[B,T,I]` from `s[B,S]`; returns `(readout[B,T,O],
+    gate[B,T,1] (ones without a gate), s)`."""
     w, r, bias = (v.astype(dtype) for v in (branch.w, branch.r, branch.bias))
     xw = x @ w.T + bias
     states = np.empty((x.shape[0], x.shape[1], branch.size), dtype=dtype)
     for t in range(x.shape[1]):
         s = branch.alpha * (xw[:, t] + s @ r.T) + branch.beta
         states[:, t] = s
-    return states @ branch.z.astype(dtype) + branch.z0.astype(dtype), s
+    readout = states @ branch.z.astype(dtype) + branch.z0.astype(dtype)
+    if branch.gate is None:
+        return readout, np.ones(states.shape[:2] + (1,), dtype=dtype), s
+    return readout, states @ branch.gate.astype(dtype)[:, None], s
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,6 @@ class ReferenceModel:
                 seq, new[0][li] = gru_layer(layer, seq, states[0][li])
         y = seq @ self.head_w.astype(dtype) + self.head_b.astype(dtype)
         if self.linear is not None:
-            extra, new[-1][0] = linear_branch(self.linear, x, states[-1][0], dtype)
-            y = y + extra
+            readout, gate, new[-1][0] = linear_branch(self.linear, x, states[-1][0], dtype)
+            y = y + gate * (readout - y) if self.linear.gate is not None else y + readout
         return y, new

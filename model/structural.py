@@ -6,8 +6,9 @@ badly conditioned (the local linear trend makes A non-normal: random states grow
 tenfold), so the graph carries it in real modal coordinates, one scaled 2x2 rotation block per
 harmonic and one scalar per real mode, each scaled to unit stationary spread; modes that the
 forecast never reads are dropped. The graph gains an ONNX `RNN` node with the identity
-(`Affine`, alpha 1, beta 0) activation, a state pair `s0 -> sn`, and its readout added to the
-LSTM head's: `y = w * lstm + (1 - w) * filter`, in the model's preprocessed space.
+(`Affine`, alpha 1, beta 0) activation, a state pair `s0 -> sn`, and its readout blended with the
+LSTM head's: `y = lstm + g * (filter - lstm)`, in the model's preprocessed space, with the
+filter's share g growing from 0 to `1 - w` as a session warms up (`add_filter`).
 """
 
 from __future__ import annotations
@@ -102,37 +103,55 @@ def run_filter(f: LinearFilter, dx: np.ndarray, s: np.ndarray) -> tuple[np.ndarr
     return out, s
 
 
+def ramp(rho: float, stages: int) -> tuple[np.ndarray, np.ndarray]:
+    """A chain of `stages` first-order lags of a constant 1 (`m_k = rho m_k + (1 - rho)
+    m_{k-1}`, `m_0 = 1`): from a zero state it rises smoothly from 0 to 1. (R, bias)."""
+    r = np.eye(stages) * rho + np.eye(stages, k=-1) * (1 - rho)
+    bias = np.zeros(stages)
+    bias[0] = 1 - rho
+    return r, bias
+
+
 def add_filter(
-    model: onnx.ModelProto, f: LinearFilter, mean: float, std: float, weight: float
+    model: onnx.ModelProto,
+    f: LinearFilter,
+    mean: float,
+    std: float,
+    weight: float,
+    warmup: tuple[float, int],
 ) -> onnx.ModelProto:
     """A copy of an exported LSTM graph (`x, h0, c0 -> y, hn, cn`) with the filter beside it.
 
-    The LSTM head is scaled by `weight` and the filter's forecast, in preprocessed units, by
-    `1 - weight`; `x` is already preprocessed, so the filter sees `dx = x * std + mean`.
+    `y = lstm + g * (filter - lstm)`: the filter's forecast in preprocessed units (`x` is
+    already preprocessed, so the filter sees `dx = x * std + mean`), blended in with weight
+    `g = (1 - weight) * m`, where m is a warm-up ramp (`ramp(*warmup)`) carried in the same
+    state: 0 for a new session, whose filter knows no season yet, rising to 1 over years.
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
-    inits = {t.name: t for t in g.initializer}
     head_add = next(n for n in g.node if "y" in n.output)
-    matmul = next(n for n in g.node if n.output[0] in head_add.input and n.op_type == "MatMul")
-    for name in [*matmul.input[1:], *(i for i in head_add.input if i in inits)]:
-        arr = numpy_helper.to_array(inits[name]) * np.float32(weight)
-        inits[name].CopyFrom(numpy_helper.from_array(arr.astype(np.float32), name))
     head_add.output[0] = "/head/y"
     n = f.size
-    w_in = (f.b * std)[None, :, None]
-    bias = np.concatenate([f.b * mean, np.zeros(n)])[None]
-    rw = (1 - weight) / std
+    r_ramp, b_ramp = ramp(*warmup)
+    k = len(b_ramp)
+    r = np.zeros((n + k, n + k))
+    r[:n, :n], r[n:, n:] = f.a, r_ramp
+    w_in = np.concatenate([f.b * std, np.zeros(k)])[None, :, None]
+    bias = np.concatenate([f.b * mean, b_ramp, np.zeros(n + k)])[None]
+    readout = np.concatenate([f.z / std, np.zeros(k)])[:, None]
+    gate = np.zeros((n + k, 1))
+    gate[-1] = 1 - weight
     consts = {
         "filter.W": w_in,
-        "filter.R": f.a[None],
+        "filter.R": r[None],
         "filter.B": bias,
-        "filter.Z": (f.z * rw)[:, None],
-        "filter.z0": np.array([-mean * (1 - weight) / std]),
+        "filter.Z": readout,
+        "filter.z0": np.array([-mean / std]),
+        "filter.G": gate,
     }
     g.initializer.extend(
-        numpy_helper.from_array(v.astype(np.float32), k) for k, v in consts.items()
+        numpy_helper.from_array(v.astype(np.float32), name) for name, v in consts.items()
     )
     g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "filter.axes"))
     g.node.extend(
@@ -143,7 +162,7 @@ def add_filter(
                 ["/filter/x", "filter.W", "filter.R", "filter.B", "", STATE_IN],
                 ["/filter/Y", STATE_OUT],
                 name="/filter/RNN",
-                hidden_size=n,
+                hidden_size=n + k,
                 activations=["Affine"],
                 activation_alpha=[1.0],
                 activation_beta=[0.0],
@@ -152,12 +171,14 @@ def add_filter(
             helper.make_node("Transpose", ["/filter/sq"], ["/filter/s"], perm=[1, 0, 2]),
             helper.make_node("MatMul", ["/filter/s", "filter.Z"], ["/filter/zs"]),
             helper.make_node("Add", ["/filter/zs", "filter.z0"], ["/filter/y"]),
-            helper.make_node("Add", ["/head/y", "/filter/y"], ["y"], name="/combine"),
+            helper.make_node("MatMul", ["/filter/s", "filter.G"], ["/filter/gate"]),
+            helper.make_node("Sub", ["/filter/y", "/head/y"], ["/filter/diff"]),
+            helper.make_node("Mul", ["/filter/gate", "/filter/diff"], ["/filter/blend"]),
+            helper.make_node("Add", ["/head/y", "/filter/blend"], ["y"], name="/combine"),
         ]
     )
-    g.input.append(helper.make_tensor_value_info(STATE_IN, onnx.TensorProto.FLOAT, [1, "batch", n]))
-    g.output.append(
-        helper.make_tensor_value_info(STATE_OUT, onnx.TensorProto.FLOAT, [1, "batch", n])
-    )
+    shape = [1, "batch", n + k]
+    g.input.append(helper.make_tensor_value_info(STATE_IN, onnx.TensorProto.FLOAT, shape))
+    g.output.append(helper.make_tensor_value_info(STATE_OUT, onnx.TensorProto.FLOAT, shape))
     onnx.checker.check_model(m)
     return m

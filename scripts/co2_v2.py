@@ -4,8 +4,10 @@
 
 The filter is the steady-state Kalman filter of the UC model in `model/baselines_params.json`
 (fitted on the training split), in modal form (`model.structural`); its state is the extra
-state pair `s0 -> sn`. The one-step output is `w * lstm + (1 - w) * filter`, w chosen on the
-validation years by `scripts/co2_combine.py`. The manifest's metrics are scored on the written
+state pair `s0 -> sn`. The one-step output is `lstm + g * (filter - lstm)` with
+`g = (1 - w) * ramp`: w chosen on the validation years by `scripts/co2_combine.py`, the ramp
+(0 for a new session, to 1 over years, as the filter warms up) on validation years with short
+histories (`docs/model.md`). The manifest's metrics are scored on the written
 files through ONNX Runtime, as the server forecasts; the directory is installed only after
 `seqserve verify` passes.
 """
@@ -71,6 +73,8 @@ def metrics(model_dir: Path, prep: object) -> dict[str, object]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weight", type=float, default=0.25, help="the LSTM's share of the output")
+    p.add_argument("--ramp", type=float, default=0.995, help="warm-up ramp's rate per week")
+    p.add_argument("--ramp-stages", type=int, default=3, help="warm-up ramp's stages")
     p.add_argument("--base", default=str(REPO / "co2" / "1"))
     p.add_argument("--force", action="store_true", help="replace an existing co2/2")
     args = p.parse_args()
@@ -78,11 +82,15 @@ def main() -> int:
     base = Path(args.base)
     params = json.loads((ROOT / "model" / "baselines_params.json").read_text())["uc"]
     filt = modal(steady_filter(params, prep.raw[: prep.val_start]))
-    graph = add_filter(onnx.load(str(base / "model.onnx")), filt, prep.mean, prep.std, args.weight)
+    warmup = (args.ramp, args.ramp_stages)
+    graph = add_filter(
+        onnx.load(str(base / "model.onnx")), filt, prep.mean, prep.std, args.weight, warmup
+    )
     data = graph.SerializeToString()
     v1 = json.loads((base / "model.json").read_text())
     sig = v1["signature"]
-    sig["state"].append(StatePair(input=STATE_IN, output=STATE_OUT, layers=1, size=filt.size))
+    size = filt.size + args.ramp_stages
+    sig["state"].append(StatePair(input=STATE_IN, output=STATE_OUT, layers=1, size=size))
     training = v1["training"] | {
         "structural": {
             "what": "steady-state Kalman filter of statsmodels UnobservedComponents (local "
@@ -90,6 +98,7 @@ def main() -> int:
             "split, in modal form, as an ONNX RNN node with the identity activation",
             "uc_params": params,
             "lstm_weight": args.weight,
+            "warmup_ramp": {"rate": args.ramp, "stages": args.ramp_stages},
             "lstm": f"co2/1 (sha256 {v1['sha256']})",
             "weight_chosen_on": "validation MAE, mean over h=1..13 (scripts/co2_combine.py)",
         },

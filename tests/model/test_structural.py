@@ -88,9 +88,28 @@ def test_reference_refuses_a_nonlinear_rnn_branch(tmp_path: Path) -> None:
         ReferenceModel.from_onnx(model)
 
 
-def test_reference_refuses_a_branch_not_added_to_the_head() -> None:
+def test_reference_refuses_a_readout_not_blended_into_the_head() -> None:
     model = onnx.load(str(V2 / "model.onnx"))
-    combine = next(n for n in model.graph.node if n.name == "/combine")
-    combine.op_type = "Sub"
-    with pytest.raises(UnsupportedGraph, match="not added"):
+    diff = next(n for n in model.graph.node if n.output[0] == "/filter/diff")
+    diff.op_type = "Add"  # head + readout, gated: not the blend the reader knows
+    with pytest.raises(UnsupportedGraph, match="head"):
         ReferenceModel.from_onnx(model)
+
+
+def test_a_new_session_starts_as_v1_and_blends_in_the_filter_as_it_warms_up() -> None:
+    """The warm-up ramp: a zero state gives the filter no weight (its season is unknown yet), so
+    the first weeks are v1's forecasts; after the series since 1958 the filter has its 0.75."""
+    ref = ReferenceModel.from_onnx(V2 / "model.onnx")
+    v1 = ReferenceModel.from_onnx(V2.parent / "1" / "model.onnx")
+    x = series_inputs()
+    y2, states = ref.run(x[:, :3], ref.zero_states(1))
+    y1, _ = v1.run(x[:, :3], v1.zero_states(1))
+    assert np.abs(y2 - y1).max() < 1e-5
+    assert ref.linear is not None
+    assert ref.linear.gate is not None
+    _, states = ref.run(x, ref.zero_states(1))
+    weight = float(states[-1][0, 0] @ ref.linear.gate)
+    assert 0.74 < weight <= 0.75
+    y2, _ = ref.run(x[:, :200], ref.zero_states(1))
+    y1, _ = v1.run(x[:, :200], v1.zero_states(1))
+    assert np.abs(y2 - y1).max() > 1e-3  # by then the filter has a say
