@@ -1,5 +1,7 @@
 """Reading an exported recurrent model out of its ONNX graph: the native `LSTM`/`GRU` nodes
-(their weights, in ONNX layout), which graph inputs carry the state, and the linear head.
+(their weights, in ONNX layout), which graph inputs carry the state, and the linear head; and
+optionally a linear recurrence beside them (an `RNN` node with the identity activation, e.g. a
+structural filter) whose readout is added to the head's output.
 Shared by the NumPy reference (`model.reference`) and nothing else; it imports no torch.
 """
 
@@ -52,6 +54,28 @@ class Layer:
     @property
     def input_size(self) -> int:
         return self.w.shape[1]
+
+
+@dataclass(frozen=True)
+class LinearBranch:
+    """`s[t] = alpha * (x[t] W' + s[t-1] R' + bias) + beta`, read out as `r = s[t] z + z0` and
+    added to the head's output h (`y = h + r`), or, with a gate, blended with it by a weight
+    the state carries: `y = h + (s[t] . gate) * (r - h)`. Its state is the graph input
+    `state_input`, `[1, B, S]`."""
+
+    w: np.ndarray  # [S, I]
+    r: np.ndarray  # [S, S]
+    bias: np.ndarray  # [S]: Wb + Rb
+    alpha: float
+    beta: float
+    z: np.ndarray  # [S, O]
+    z0: np.ndarray  # [O]
+    gate: np.ndarray | None  # [S]: with it, y = head + (s . gate) * (readout - head)
+    state_input: str
+
+    @property
+    def size(self) -> int:
+        return self.r.shape[0]
 
 
 class GraphReader:
@@ -134,8 +158,10 @@ class GraphReader:
             if li > 0 and self.upstream_recurrent(node.input[0]) is not rec[li - 1]:
                 raise UnsupportedGraph(f"layer {li} does not consume layer {li - 1}'s output")
         data_input, _ = self.source_input(rec[0].input[0])
-        head_w, head_b = self.head(rec[-1], layers[-1].hidden_size)
+        head_w, head_b, head_out = self.head(rec[-1], layers[-1].hidden_size)
+        linear = self.linear_branch(data_input, head_out)
         return {
+            "linear": linear,
             "cell": cell,
             "layers": tuple(layers),
             "head_w": head_w,
@@ -180,18 +206,104 @@ class GraphReader:
             node = self.producer.get(node.input[0])
         return node if node is not None and node.op_type in RECURRENT_OPS else None
 
-    def head(self, last: onnx.NodeProto, hidden: int) -> tuple[np.ndarray, np.ndarray]:
-        """The affine map after the last recurrent node's `Y`: MatMul (+ Add) or Gemm."""
-        name = last.output[0]
+    def linear_branch(self, data_input: str, head_out: str) -> LinearBranch | None:
+        """The identity-activation `RNN` node fed by the data input, if any, and its readout,
+        which must meet the head's output in one `Add`."""
+        nodes = [n for n in self.graph.node if n.op_type == "RNN"]
+        if not nodes:
+            return None
+        if len(nodes) > 1:
+            raise UnsupportedGraph(f"graph has {len(nodes)} RNN nodes; at most one is supported")
+        node = nodes[0]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("activations") not in ([b"Affine"], ["Affine"]):
+            raise UnsupportedGraph(f"RNN {node.name!r}: only the Affine (linear) activation")
+        if attrs.get("direction", b"forward") not in (b"forward", "forward"):
+            raise UnsupportedGraph(f"RNN {node.name!r}: direction {attrs['direction']!r}")
+        for unsupported in ("clip", "layout"):
+            if attrs.get(unsupported) not in (None, 0):
+                raise UnsupportedGraph(f"RNN {node.name!r}: {unsupported} unsupported")
+        if len(node.input) > 4 and node.input[4]:
+            raise UnsupportedGraph(f"RNN {node.name!r}: sequence_lens unsupported")
+        if self.source_input(node.input[0])[0] != data_input:
+            raise UnsupportedGraph(f"RNN {node.name!r} does not read the data input")
+        if len(node.input) < 6 or not node.input[5]:
+            raise UnsupportedGraph(f"RNN {node.name!r} has no initial state input")
+        state, idx = self.source_input(node.input[5])
+        if idx not in (0, None):
+            raise UnsupportedGraph(f"RNN {node.name!r} takes its state from slice {idx}")
+        w, r = self.weight(node, 1, "W")[0], self.weight(node, 2, "R")[0]
+        size = r.shape[0]
+        b = self.weight(node, 3, "B")[0] if len(node.input) > 3 and node.input[3] else None
+        bias = np.zeros(size) if b is None else b[:size] + b[size:]
+        readouts = [self.affine_node(n, size) for n in self.users_after(node.output[0])]
+        z, z0, gate = self.join(readouts, head_out)
+        return LinearBranch(
+            w=w,
+            r=r,
+            bias=bias,
+            alpha=float(attrs.get("activation_alpha", [1.0])[0]),
+            beta=float(attrs.get("activation_beta", [0.0])[0]),
+            z=z,
+            z0=z0,
+            gate=gate,
+            state_input=state,
+        )
+
+    def join(
+        self, readouts: list[tuple[np.ndarray, np.ndarray, str]], head_out: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """How the branch's readouts meet the head's output `h`: `Add(h, r)` (one readout), or
+        `Add(h, Mul(g, Sub(r, h)))` (a readout r and a gate g, each a MatMul of the state)."""
+        users = {n.op_type: n for n in self.consumers.get(head_out, [])}
+        if len(readouts) == 1:
+            z, z0, out = readouts[0]
+            add = users.get("Add")
+            if len(users) != 1 or add is None or set(add.input) != {head_out, out}:
+                raise UnsupportedGraph(
+                    f"the RNN's readout {out!r} is not added to the head's output"
+                )
+            return z, z0, None
+        sub, add = users.get("Sub"), users.get("Add")
+        if len(readouts) != 2 or len(users) != 2 or sub is None or add is None:
+            raise UnsupportedGraph("the RNN's readouts do not meet the head as Add or gated Add")
+        if list(sub.input)[1] != head_out:
+            raise UnsupportedGraph("the gated readout must be Sub(readout, head)")
+        by_out = {out: (w, b) for w, b, out in readouts}
+        (z, z0), gate_out = by_out.get(sub.input[0], (None, None)), None
+        mul = self.consumers.get(sub.output[0], [])
+        if z is None or len(mul) != 1 or mul[0].op_type != "Mul":
+            raise UnsupportedGraph("the gated readout is not Mul(gate, Sub(readout, head))")
+        gate_out = next((i for i in mul[0].input if i != sub.output[0]), "")
+        if gate_out not in by_out or gate_out == sub.input[0]:
+            raise UnsupportedGraph("the gate is not a MatMul of the RNN's state")
+        g, g0 = by_out[gate_out]
+        if g.shape[1] != 1 or np.any(g0 != 0) or set(add.input) != {head_out, mul[0].output[0]}:
+            raise UnsupportedGraph("the gate must be one bias-free channel, added to the head")
+        return z, z0, g[:, 0]
+
+    def head(self, last: onnx.NodeProto, hidden: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The affine map after the last recurrent node's `Y` (weights, bias, output name)."""
+        return self.affine_after(last.output[0], hidden)
+
+    def affine_after(self, name: str, hidden: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The MatMul (+ Add) or Gemm after a recurrent node's output (through pass-throughs)."""
+        users = self.users_after(name)
+        if len(users) != 1:
+            raise UnsupportedGraph(f"recurrent output {name!r} has {len(users)} consumers")
+        return self.affine_node(users[0], hidden)
+
+    def users_after(self, name: str) -> list[onnx.NodeProto]:
+        """The consumers of a tensor, past a chain of single-consumer pass-through ops."""
         while True:
             users = self.consumers.get(name, [])
-            if len(users) != 1:
-                raise UnsupportedGraph(f"recurrent output {name!r} has {len(users)} consumers")
-            node = users[0]
-            if node.op_type in _PASSTHROUGH:
-                name = node.output[0]
-                continue
-            break
+            if len(users) != 1 or users[0].op_type not in _PASSTHROUGH:
+                return users
+            name = users[0].output[0]
+
+    def affine_node(self, node: onnx.NodeProto, hidden: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """A MatMul (+ Add of a constant) or Gemm: its weight, bias and output name."""
+        out = node.output[0]
         if node.op_type == "Gemm":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             w = self.weight(node, 1, "head weight")
@@ -208,10 +320,11 @@ class GraphReader:
                 if bias is None:
                     raise UnsupportedGraph("the head's Add has no constant bias")
                 b = bias.astype(np.float64).reshape(-1)
+                out = adds[0].output[0]
         else:
             raise UnsupportedGraph(
                 f"expected the head (MatMul/Gemm) after the RNN, got {node.op_type}"
             )
         if w.ndim != 2 or w.shape[0] != hidden or b.shape != (w.shape[1],):
             raise UnsupportedGraph(f"head shapes W{w.shape} b{b.shape} misfit hidden size {hidden}")
-        return w, b
+        return w, b, out

@@ -17,7 +17,13 @@ with two bias vectors per gate (`Wb` for the input projection, `Rb` for the recu
     h = o * tanh(c)
 
 Stacked layers are consecutive recurrent nodes; the head is the MatMul (+ Add) or Gemm that
-follows the last one.
+follows the last one. A graph may also carry a linear recurrence beside them (an ONNX `RNN`
+node with the identity `Affine` activation, e.g. the structural filter of `model.structural`):
+
+    s = alpha * (x W' + s R' + Wb + Rb) + beta,   r = s z + z0
+    y = head + r,  or with a gate:  y = head + (s . gate) * (r - head)
+
+its state is one more state input, after the cell's.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from seqserve.model.onnx_graph import GraphReader, Layer, UnsupportedGraph
+from seqserve.model.onnx_graph import GraphReader, Layer, LinearBranch, UnsupportedGraph
 
-__all__ = ["Layer", "ReferenceModel", "UnsupportedGraph", "gru_layer", "lstm_layer"]
+__all__ = ["Layer", "LinearBranch", "ReferenceModel", "UnsupportedGraph", "gru_layer", "lstm_layer"]
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
@@ -80,12 +86,30 @@ def gru_layer(layer: Layer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, n
     return out, h
 
 
+def linear_branch(
+    branch: LinearBranch, x: np.ndarray, s: np.ndarray, dtype: type[np.floating]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the linear recurrence over `x[B,T,I]` from `s[B,S]`; returns `(readout[B,T,O],
+    gate[B,T,1] (ones without a gate), s)`."""
+    w, r, bias = (v.astype(dtype) for v in (branch.w, branch.r, branch.bias))
+    xw = x @ w.T + bias
+    states = np.empty((x.shape[0], x.shape[1], branch.size), dtype=dtype)
+    for t in range(x.shape[1]):
+        s = branch.alpha * (xw[:, t] + s @ r.T) + branch.beta
+        states[:, t] = s
+    readout = states @ branch.z.astype(dtype) + branch.z0.astype(dtype)
+    if branch.gate is None:
+        return readout, np.ones(states.shape[:2] + (1,), dtype=dtype), s
+    return readout, states @ branch.gate.astype(dtype)[:, None], s
+
+
 @dataclass(frozen=True)
 class ReferenceModel:
     """A stack of recurrent layers plus a linear head, as read from an ONNX file.
 
     `state_inputs` names the graph inputs that carry the state (`["h0", "c0"]` for an LSTM,
-    `["h0"]` for a GRU) in the order `run` takes and returns the states.
+    `["h0"]` for a GRU, then the linear branch's if there is one) in the order `run` takes and
+    returns the states.
     """
 
     cell: str
@@ -94,11 +118,23 @@ class ReferenceModel:
     head_b: np.ndarray  # [O]
     data_input: str
     state_inputs: tuple[str, ...]
+    linear: LinearBranch | None = None
 
     @classmethod
     def from_onnx(cls, path: str | Path | onnx.ModelProto) -> ReferenceModel:
         model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
-        return cls(**GraphReader(model.graph).read())
+        fields = GraphReader(model.graph).read()
+        if fields["linear"] is not None:
+            fields["state_inputs"] = (*fields["state_inputs"], fields["linear"].state_input)
+        return cls(**fields)
+
+    @property
+    def state_shapes(self) -> dict[str, tuple[int, int]]:
+        """(layers, size) of each state input."""
+        shapes = dict.fromkeys(self.state_inputs, (self.num_layers, self.hidden_size))
+        if self.linear is not None:
+            shapes[self.linear.state_input] = (1, self.linear.size)
+        return shapes
 
     @property
     def n_features(self) -> int:
@@ -117,8 +153,7 @@ class ReferenceModel:
         return self.head_w.shape[1]
 
     def zero_states(self, batch: int) -> list[np.ndarray]:
-        shape = (self.num_layers, batch, self.hidden_size)
-        return [np.zeros(shape) for _ in self.state_inputs]
+        return [np.zeros((n, batch, size)) for n, size in self.state_shapes.values()]
 
     def run(
         self,
@@ -146,4 +181,8 @@ class ReferenceModel:
                 seq, new[0][li], new[1][li] = lstm_layer(layer, seq, states[0][li], states[1][li])
             else:
                 seq, new[0][li] = gru_layer(layer, seq, states[0][li])
-        return seq @ self.head_w.astype(dtype) + self.head_b.astype(dtype), new
+        y = seq @ self.head_w.astype(dtype) + self.head_b.astype(dtype)
+        if self.linear is not None:
+            readout, gate, new[-1][0] = linear_branch(self.linear, x, states[-1][0], dtype)
+            y = y + gate * (readout - y) if self.linear.gate is not None else y + readout
+        return y, new

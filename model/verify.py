@@ -3,7 +3,8 @@
 The checks, in order, each failing with a message that names the cause:
 1. `model.json` is a valid manifest and `model.onnx` hashes to its `sha256`;
 2. the graph's inputs and outputs (names, dtypes, static dims) agree with the signature;
-3. the graph uses the native ONNX `LSTM`/`GRU` op for the manifest's cell, and no Loop/Scan;
+3. the graph uses the native ONNX `LSTM`/`GRU` op for the manifest's cell, and no Loop/Scan
+   (a linear `RNN` node beside it, e.g. a structural filter, is read by the reference too);
 4. ONNX Runtime agrees with the NumPy reference (and PyTorch, when given) to `tol` for every
    batch x time in the grid, from random nonzero initial states;
 5. stepping one timestep at a time, feeding the state back, equals the whole-sequence run.
@@ -154,14 +155,15 @@ def check_ops(manifest: Manifest, model: onnx.ModelProto) -> None:
 
 def check_structure(manifest: Manifest, ref: ReferenceModel) -> None:
     sig = manifest.signature
+    shapes = dict.fromkeys((p.input for p in sig.state), (None, None)) | ref.state_shapes
     checks = [
         ("cell", ref.cell, manifest.cell),
         ("data input", ref.data_input, sig.data_input.name),
         ("state inputs", sorted(ref.state_inputs), sorted(p.input for p in sig.state)),
         ("features", ref.n_features, manifest.n_features),
         ("outputs", ref.n_outputs, manifest.n_outputs),
-        ("layers", [ref.num_layers] * len(sig.state), [p.layers for p in sig.state]),
-        ("hidden size", [ref.hidden_size] * len(sig.state), [p.size for p in sig.state]),
+        ("layers", [shapes[p.input][0] for p in sig.state], [p.layers for p in sig.state]),
+        ("hidden size", [shapes[p.input][1] for p in sig.state], [p.size for p in sig.state]),
     ]
     for what, graph, declared in checks:
         if graph != declared:

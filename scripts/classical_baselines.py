@@ -1,13 +1,14 @@
 """The shipped CO2 model against classical forecasters: the tables of docs/model.md.
 
-    python scripts/classical_baselines.py [--model service/model_repository/co2/1] [--refit]
+    python scripts/classical_baselines.py [--model DIR_V1] [--hybrid DIR_V2] [--refit]
 
 Fits persistence, seasonal naive, SARIMA(1,1,1)(1,1,1,52), additive Holt-Winters and a
 structural model (statsmodels UnobservedComponents) on the training split, scores them with the
-LSTM on the test protocol of `model/evaluate.py` (each test week the target of the forecast made
-h weeks before it), runs Diebold-Mariano tests of the LSTM against SARIMA and the structural
-model at h = 1..13, and repeats LSTM vs SARIMA on yearly origins 1995..2001 with SARIMA refitted
-on everything before each year. Fitting takes about ten minutes on one core (the yearly SARIMA
+LSTM (co2/1) and the LSTM + structural filter hybrid (co2/2) on the test protocol of
+`model/evaluate.py` (each test week the target of the forecast made h weeks before it), runs
+Diebold-Mariano tests of v1 and v2 against SARIMA and the structural model at h = 1..13, and
+repeats them vs SARIMA on yearly origins 1995..2001 with SARIMA refitted on everything before
+each year. Fitting takes about ten minutes on one core (the yearly SARIMA
 refits dominate), so fitted parameters are cached in `model/baselines_params.json`; `--refit`
 fits again. Prints Markdown.
 """
@@ -54,6 +55,7 @@ def fitted(refit: bool, prep: object, yearly: bool) -> dict[str, object]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "service/model_repository/co2/1"))
+    p.add_argument("--hybrid", default=str(ROOT / "service/model_repository/co2/2"))
     p.add_argument("--refit", action="store_true", help="fit again instead of using the cache")
     p.add_argument(
         "--no-yearly-fits", action="store_true", help="use only the cached yearly SARIMA refits"
@@ -67,8 +69,10 @@ def main() -> int:
     origins = np.arange(first, n - 1)
     truth = raw[targets]
     lstm_paths = onnx_paths(args.model, raw, origins, H)
+    hybrid_paths = onnx_paths(args.hybrid, raw, origins, H)
     paths = {
-        "LSTM (shipped)": lstm_paths,
+        "LSTM (v1)": lstm_paths,
+        "LSTM + structural filter (v2)": hybrid_paths,
         "SARIMA(1,1,1)(1,1,1,52)": bl.sarima_paths(params["sarima"], raw, origins, H),
         "structural (UnobservedComponents)": bl.uc_paths(params["uc"], raw, origins, H),
         "Holt-Winters (additive, 52)": bl.holt_winters_paths(
@@ -89,20 +93,27 @@ def main() -> int:
         mean = np.mean([mae(per[h]) for h in range(1, H + 1)])
         print(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} |")
 
-    lstm = fc["LSTM (shipped)"]
-    print("\nDiebold-Mariano, absolute-error loss, HLN-corrected (negative: the LSTM is better)\n")
+    print("\nDiebold-Mariano, absolute-error loss, HLN-corrected (negative: the first is better)\n")
     print("| h | " + " | ".join(str(h) for h in range(1, H + 1)) + " |")
     print("|---|" + "---|" * H)
-    for other in ("SARIMA(1,1,1)(1,1,1,52)", "structural (UnobservedComponents)"):
+    pairs = [
+        ("LSTM + structural filter (v2)", "SARIMA(1,1,1)(1,1,1,52)"),
+        ("LSTM + structural filter (v2)", "LSTM (v1)"),
+        ("LSTM + structural filter (v2)", "structural (UnobservedComponents)"),
+        ("LSTM (v1)", "SARIMA(1,1,1)(1,1,1,52)"),
+        ("LSTM (v1)", "structural (UnobservedComponents)"),
+    ]
+    for mine, other in pairs:
         tests = [
-            bl.diebold_mariano(lstm[h] - truth, fc[other][h] - truth, h) for h in range(1, H + 1)
+            bl.diebold_mariano(fc[mine][h] - truth, fc[other][h] - truth, h)
+            for h in range(1, H + 1)
         ]
-        print(f"| vs {other}: DM | " + " | ".join(f"{t.stat:+.2f}" for t in tests) + " |")
-        print("| p-value | " + " | ".join(f"{t.p_value:.2f}" for t in tests) + " |")
+        print(f"| {mine} vs {other}: DM | " + " | ".join(f"{t.stat:+.2f}" for t in tests) + " |")
+        print("| p-value | " + " | ".join(f"{t.p_value:.3f}" for t in tests) + " |")
 
     print("\nYearly origins: MAE h=1 / h=13 (SARIMA refitted on all weeks before each year)\n")
-    print("| year | LSTM h=1 | SARIMA h=1 | LSTM h=13 | SARIMA h=13 |")
-    print("|---|---|---|---|---|")
+    print("| year | v1 h=1 | v2 h=1 | SARIMA h=1 | v1 h=13 | v2 h=13 | SARIMA h=13 |")
+    print("|---|---|---|---|---|---|---|")
     for year in YEARS:
         if str(year) not in params["sarima_yearly"]:
             continue
@@ -114,7 +125,8 @@ def main() -> int:
             bl.sarima_paths(params["sarima_yearly"][str(year)], raw, yo, H), lo - H, yt
         )
         lp = bl.by_horizon(lstm_paths, first, yt)
-        cells = [mae(lp[1], raw[yt]), mae(sp[1], raw[yt]), mae(lp[H], raw[yt]), mae(sp[H], raw[yt])]
+        hp = bl.by_horizon(hybrid_paths, first, yt)
+        cells = [mae(f[h], raw[yt]) for h in (1, H) for f in (lp, hp, sp)]
         print(f"| {year} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return 0
 
