@@ -51,6 +51,7 @@ class Supervisor:
         assert self.listener is not None
         fd = self.listener.fileno()
         argv = [sys.executable, "-m", "seqserve.service.worker", "--fd", str(fd)]
+        argv += ["--supervisor", str(os.getpid())]  # a worker outliving it then knows
         # own session: a terminal's Ctrl-C reaches only the supervisor, which signals each
         # worker once (a second signal would skip a worker's drain delay)
         proc = subprocess.Popen(argv, env=self.env, pass_fds=(fd,), start_new_session=True)

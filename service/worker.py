@@ -53,6 +53,7 @@ class WorkerServer(DrainingServer):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="the inherited listening socket")
+    parser.add_argument("--supervisor", type=int, default=0, help="the supervisor's pid")
     args = parser.parse_args(argv)
     settings = configure_or_explain()
     if settings is None:
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, loaded=models)
     config = uvicorn_config(WorkerTag(app), settings)
     server = WorkerServer(config, lambda: begin_drain(app), settings.drain_delay_s)
-    server.supervisor = os.getppid()
+    # the pid it was started by, not getppid() now: a supervisor killed while this worker
+    # loaded its models has already left it to another parent
+    server.supervisor = args.supervisor or os.getppid()
     server.run(sockets=[socket.socket(fileno=args.fd)])
     return 0 if server.started else 3
 

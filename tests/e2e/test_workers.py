@@ -296,3 +296,28 @@ def test_workers_leave_with_a_killed_supervisor(start_server: StartServer) -> No
                 folder = child.cwd()
                 child.kill()
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_workers_leave_a_supervisor_killed_while_they_load(tmp_path: Path) -> None:
+    """Killed before any worker is ready: each worker was told whom to outlive, so one that
+    finds another parent once it is up drains and leaves instead of serving on alone."""
+    require_redis_binary()
+    env = {**os.environ, **WORKERS_ENV, "SEQSERVE_PORT": str(free_port())}
+    supervisor = subprocess.Popen([sys.executable, "-m", "seqserve.service"], env=env)
+    parent = psutil.Process(supervisor.pid)
+
+    def loading() -> list[psutil.Process]:
+        workers = [c for c in parent.children() if "redis" not in c.name()]
+        return workers if len(workers) == 2 else []
+
+    workers = _poll("two workers started", loading)
+    redis_children = [c for c in parent.children() if "redis" in c.name()]
+    supervisor.kill()
+    supervisor.wait()
+    try:
+        _, alive = psutil.wait_procs(workers, timeout=90)
+        assert alive == []
+    finally:
+        for proc in [*workers, *redis_children]:
+            if proc.is_running():
+                proc.kill()
