@@ -34,7 +34,9 @@ from tests.service.expected import Expected
 ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = "co2"
-MODEL_DIR = ROOT / "service" / "model_repository" / MODEL / "1"
+MODEL_DIR = max(  # the newest version: what a session that names none gets
+    (ROOT / "service" / "model_repository" / MODEL).glob("[0-9]*"), key=lambda p: int(p.name)
+)
 TOL = 1e-5  # the project's tolerance against the reference (values in ppm, float64 engine)
 V2_RTOL = 2e-7  # V2's `y` is FP32 on the wire: one rounding on top (docs/v2.md)
 READY_TIMEOUT_S = 120.0

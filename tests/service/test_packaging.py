@@ -50,7 +50,9 @@ def test_wheel_installs_only_the_seqserve_namespace(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"seqserve"}
-    assert "seqserve/service/model_repository/co2/1/model.onnx" in names
+    for version in ("1", "2"):  # 2 is what sessions get; 1 stays servable by name
+        for file in ("model.onnx", "model.json"):
+            assert f"seqserve/service/model_repository/co2/{version}/{file}" in names
     assert "seqserve/service/py.typed" in names
     assert "seqserve/cli.py" in names
     # the demo page, its data and the offline docs assets (with their licences)
