@@ -10,8 +10,11 @@ from fastapi.testclient import TestClient
 from seqserve.service.app import create_app
 from seqserve.service.settings import Settings
 
+from scripts.launch import RedisServer
+from tests.e2e.redis_server import require_redis_binary
 from tests.service.clock import FakeClock
 from tests.service.clock import install as install_clock
+from tests.service.redis_store_kit import Stores
 
 MakeClient = Callable[..., TestClient]
 
@@ -59,3 +62,19 @@ def co2_like(n: int, seed: int = 0) -> np.ndarray:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The wall clock (`time.time`) frozen until the test advances it."""
     return install_clock(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (no AOF) for one test module's store tests."""
+    server = RedisServer(require_redis_binary(), tmp_path_factory.mktemp("redis"), aof=False)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def stores(redis_url: str) -> Stores:
+    return Stores(redis_url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -16,22 +16,9 @@ from seqserve.service.state.redis_keys import Shards
 from seqserve.service.state.redis_store import RedisStateStore
 from seqserve.service.state.store import Session
 
-from scripts.launch import RedisServer
-from tests.e2e.redis_server import require_redis_binary
-
 TINY = Layout(((1, 1),), 1, 1)  # 20 bytes a session
 BIG = Layout(((1, 8),), 1, 1)  # 48 bytes: more than two tiny ones, at most three
 ROUNDS = 6  # fresh ids draw a random shard: enough tries that some draw a full one
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(require_redis_binary(), tmp_path_factory.mktemp("shards"), aof=False)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @asynccontextmanager

@@ -3,30 +3,12 @@ replicas, through the store's public methods (written for the mutation survivors
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from seqserve.service.errors import Gone, NotFound, Overloaded, Unavailable
 from seqserve.service.state.redis_keys import Shards
 
-from scripts.launch import RedisServer
-from tests.e2e.redis_server import require_redis_binary
 from tests.service.clock import FakeClock
 from tests.service.redis_store_kit import LAYOUT, Stores, rows, session
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("mut-redis")
-    server = RedisServer(require_redis_binary(), directory, aof=False).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def stores(redis_url: str) -> Stores:
-    return Stores(redis_url)
 
 
 def test_an_unused_store_closes_and_a_standalone_redis_answers_ping(stores: Stores) -> None:

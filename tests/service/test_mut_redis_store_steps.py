@@ -4,9 +4,6 @@ reports, the window of stored answers and sweeping, through the store's public m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from seqserve.service.errors import NotFound, StepConflict
 from seqserve.service.runtime.layout import Layout
@@ -15,8 +12,6 @@ from seqserve.service.state.redis_codec import RedisSession
 from seqserve.service.state.redis_store import RedisStateStore
 from seqserve.service.state.store import Session
 
-from scripts.launch import RedisServer
-from tests.e2e.redis_server import require_redis_binary
 from tests.service.clock import FakeClock
 from tests.service.redis_store_kit import (
     LAYOUT,
@@ -27,19 +22,6 @@ from tests.service.redis_store_kit import (
     session,
     starts,
 )
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("mut-redis-steps")
-    server = RedisServer(require_redis_binary(), directory, aof=False).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def stores(redis_url: str) -> Stores:
-    return Stores(redis_url)
 
 
 async def step(store: RedisStateStore, s: RedisSession, to: int, seed: int) -> None:
